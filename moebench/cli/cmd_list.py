@@ -1,0 +1,56 @@
+"""`moebench list`: implementations with availability (and why not), and presets."""
+
+from __future__ import annotations
+
+import argparse
+
+from tabulate import tabulate
+
+from moebench import registry
+from moebench.presets import PRESET_NAMES, get_preset
+from moebench.spec import dtype_name
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="implementations (with availability) and presets")
+    p.add_argument("--device", default=None, help="check availability on cpu or cuda (default: both)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    devices = [args.device] if args.device else ["cpu", "cuda"]
+    rows = []
+    for info in registry.all_impls():
+        row = [info.name, info.kind]
+        for device in devices:
+            ok, reason = info.available(device)
+            row.append("yes" if ok else f"no: {reason}")
+        caps = [
+            d
+            for d in ("fp32", "fp16", "bf16")
+            if info.supports(
+                getattr(__import__("torch"), {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[d])
+            )
+        ]
+        flags = []
+        if info.backward:
+            flags.append("backward")
+        if info.exportable:
+            flags.append("export")
+        if info.graph_safe:
+            flags.append("cuda-graph")
+        if info.drops_tokens:
+            flags.append("DROPS TOKENS")
+        row += [",".join(caps), " ".join(flags), info.description]
+        rows.append(row)
+    headers = ["implementation", "kind"] + [f"on {d}" for d in devices] + ["dtypes", "capabilities", "what it is"]
+    print(tabulate(rows, headers=headers))
+    print()
+    preset_rows = []
+    for name in PRESET_NAMES:
+        spec = get_preset(name)
+        e, k, h, i = spec.shape
+        router = spec.router.scoring + ("+renorm" if spec.router.renormalize else "")
+        preset_rows.append([name, e, k, h, i, spec.activation, router, dtype_name(spec.dtype)])
+    print(tabulate(preset_rows, headers=["preset", "E", "k", "H", "I", "activation", "router", "default dtype"]))
+    return 0

@@ -1,0 +1,89 @@
+"""`moebench verify`: the parity gate. Every available implementation against the fp64 reference."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+from tabulate import tabulate
+
+from moebench import registry
+from moebench.cli.common import add_problem_args, int_csv, prepare_device_arg, resolve_specs
+from moebench.parity import Case, edge_cases, random_cases, run_case
+from moebench.presets import spec_label
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("verify", help="parity gate: every implementation vs the fp64 reference")
+    add_problem_args(p)
+    p.add_argument(
+        "--cases", type=int, default=2, help="random cases per (impl, preset, dtype) on top of the edge cases"
+    )
+    p.add_argument(
+        "--tokens", type=int_csv, default=None, help="token counts to check instead of the edge cases (e.g. 1,16,128)"
+    )
+    p.add_argument("--no-edge-cases", action="store_true", help="skip the edge cases")
+    p.add_argument("--seed", type=int, default=None, help="fix the input seed (default: fresh random inputs each run)")
+    p.add_argument("--quiet", action="store_true", help="print failures and the summary only")
+    p.set_defaults(handler=run)
+
+
+def cases_for(spec, args) -> list[Case]:
+    cases: list[Case] = []
+    if args.tokens:
+        cases += [Case(f"T={t}", t) for t in args.tokens]
+    elif not args.no_edge_cases:
+        cases += edge_cases(spec)
+    cases += random_cases(args.cases)
+    return cases
+
+
+def run(args: argparse.Namespace) -> int:
+    device = prepare_device_arg(args.device)
+    specs = resolve_specs(args)
+    impls = registry.select(args.impl, device)
+    rows, failures, skipped = [], 0, []
+    for info in impls:
+        ok, reason = info.available(device)
+        if not ok:
+            skipped.append([info.name, reason])
+            if args.impl:  # explicitly asked for: unavailable is a failure
+                failures += 1
+            continue
+        for spec in specs:
+            if not info.supports(spec.dtype):
+                continue
+            for case in cases_for(spec, args):
+                outcome = run_case(info, spec, case, device, seed=args.seed)
+                failures += not outcome.ok
+                if outcome.ok and args.quiet:
+                    continue
+                res = outcome.result
+                rows.append(
+                    [
+                        info.name,
+                        spec_label(spec),
+                        outcome.dtype,
+                        case.name,
+                        "PASS" if outcome.ok else "FAIL",
+                        f"{res.rel_l2:.2e}" if res else "-",
+                        f"{res.tolerance:.0e}" if res else "-",
+                        outcome.seed,
+                        outcome.error or (res.message if res and not res.ok else outcome.extra.get("note", "")),
+                    ]
+                )
+    headers = ["impl", "preset", "dtype", "case", "result", "rel_l2", "tol", "seed", "detail"]
+    if rows:
+        print(tabulate(rows, headers=headers))
+    if skipped:
+        print("\nnot available on " + device + ":")
+        print(tabulate(skipped, headers=["impl", "reason"]))
+    total = sum(1 for _ in rows) if not args.quiet else None
+    print(
+        f"\nverify on {device} (torch {torch.__version__}): {'FAILED' if failures else 'all passed'}"
+        + (f", {failures} failure(s)" if failures else "")
+        + (f", {total} checks shown" if total else "")
+    )
+    sys.stdout.flush()
+    return 1 if failures else 0

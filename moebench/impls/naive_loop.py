@@ -1,0 +1,37 @@
+"""naive_loop: per expert, gather its tokens, run the FFN, scatter-add weighted outputs.
+
+The Hugging Face eager path, written plainly. Loops over experts on the host and skips empty
+ones (a host sync), so it cannot be captured in a CUDA graph.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from moebench.activations import apply_activation
+from moebench.registry import register
+from moebench.routing import route
+from moebench.weights import MoEWeights
+
+
+@register(
+    "naive_loop",
+    kind="loop",
+    description="per-expert gather -> FFN -> weighted index_add (HF eager style)",
+    backward=True,
+    graph_safe=False,
+    baseline=True,
+)
+def naive_loop(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None) -> torch.Tensor:
+    spec = weights.spec
+    topk_weights, topk_ids = route(x, weights.router, spec)  # [T, k] fp32, [T, k] int64
+    acc = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+    hit = torch.bincount(topk_ids.reshape(-1), minlength=spec.num_experts).nonzero().flatten().tolist()
+    for expert in hit:
+        token_idx, slot = torch.where(topk_ids == expert)
+        h = apply_activation(spec, x[token_idx] @ weights.w1[expert].t())  # [n, I]
+        y = h @ weights.w2[expert].t()  # [n, H]
+        acc.index_add_(0, token_idx, y.float() * topk_weights[token_idx, slot, None])
+    if out is None:
+        return acc.to(x.dtype)
+    return out.copy_(acc)

@@ -1,0 +1,232 @@
+"""The registry of MoE layer implementations.
+
+Every implementation is a function with one signature:
+
+    fn(x: Tensor[T, H], weights: MoEWeights, *, out: Tensor[T, H] | None = None,
+       config: dict | None = None) -> Tensor[T, H]
+
+registered with `@register(...)`, which records what it needs and can do. Call it through the
+registry (`get("name")(x, weights)`) so inputs are checked the same way for all of them.
+Third-party packages add implementations through the entry-point group `moebench.implementations`
+(each entry point names a module or callable; loading it must call `register`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+
+from moebench.errors import MoEInputError, UnknownImplementationError
+from moebench.validate import check_inputs
+from moebench.weights import MoEWeights
+
+ENTRY_POINT_GROUP = "moebench.implementations"
+ALL_FLOAT_DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16, torch.float64})
+KINDS = ("loop", "padded", "grouped-gemm", "block-sparse", "peer", "deployed")
+
+ImplFn = Callable[..., torch.Tensor]
+
+
+def _package_available(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def triton_interpreter_enabled() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def requirement_missing(requirement: str, device: str) -> str | None:
+    """None when `requirement` holds on `device`, else the reason it does not."""
+    if requirement == "cuda":
+        return None if torch.cuda.is_available() else "needs a CUDA GPU (torch.cuda.is_available() is False)"
+    if requirement == "triton":
+        if not _package_available("triton"):
+            return "needs triton (pip install 'moebench[triton]')"
+        if device == "cpu" and not triton_interpreter_enabled():
+            return "Triton kernels run on the CPU only under TRITON_INTERPRET=1"
+        if device == "cuda" and triton_interpreter_enabled():
+            return "TRITON_INTERPRET=1 is set: Triton kernels run on CPU tensors only"
+        return None
+    if requirement == "grouped_mm":
+        return None if hasattr(torch, "_grouped_mm") else f"torch {torch.__version__} has no torch._grouped_mm"
+    return None if _package_available(requirement) else f"needs the optional package {requirement!r}"
+
+
+@dataclass(frozen=True)
+class ImplInfo:
+    """What one implementation is, needs and can do."""
+
+    name: str
+    fn: ImplFn = field(repr=False)
+    kind: str
+    description: str
+    requires: tuple[str, ...] = ()
+    dtypes: frozenset[torch.dtype] = ALL_FLOAT_DTYPES
+    devices: tuple[str, ...] = ("cpu", "cuda")
+    backward: bool = False
+    exportable: bool = False
+    graph_safe: bool = True  # no host sync: can be captured in a CUDA graph
+    drops_tokens: bool = False  # documented token dropping (capacity factor)
+    baseline: bool = False  # the default baseline for speedup columns
+    extra_check: Callable[[str], str | None] | None = field(default=None, repr=False)
+
+    def available(self, device: str = "cpu") -> tuple[bool, str]:
+        """(True, 'ok') or (False, why not) for running on `device` ('cpu' or 'cuda')."""
+        device = torch.device(device).type
+        if device not in self.devices:
+            return False, f"runs on {'/'.join(self.devices)} only"
+        for requirement in self.requires:
+            reason = requirement_missing(requirement, device)
+            if reason:
+                return False, reason
+        if device == "cuda":
+            reason = requirement_missing("cuda", device)
+            if reason:
+                return False, reason
+        if self.extra_check is not None:
+            reason = self.extra_check(device)
+            if reason:
+                return False, reason
+        return True, "ok"
+
+    def supports(self, dtype: torch.dtype) -> bool:
+        return dtype in self.dtypes
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        weights: MoEWeights,
+        *,
+        out: torch.Tensor | None = None,
+        config: dict | None = None,
+        check: bool = True,
+    ) -> torch.Tensor:
+        """Run the layer. check=True validates inputs first (incl. a finiteness check)."""
+        if check:
+            if not isinstance(weights, MoEWeights):
+                raise MoEInputError(f"weights: expected MoEWeights, got {type(weights).__name__}")
+            check_inputs(x, weights, out)
+            if weights.spec.dtype not in self.dtypes:
+                names = sorted(str(d).replace("torch.", "") for d in self.dtypes)
+                raise MoEInputError(f"dtype: {self.name} supports {names}, got {weights.spec.dtype}")
+            device = x.device.type
+            if device not in self.devices:
+                raise MoEInputError(f"x: {self.name} runs on {'/'.join(self.devices)}, got device {device}")
+        return self.fn(x, weights, out=out, config=config)
+
+
+_REGISTRY: dict[str, ImplInfo] = {}
+_BUILTINS_LOADED = False
+_PLUGINS_LOADED = False
+
+
+def register(
+    name: str,
+    *,
+    kind: str,
+    description: str,
+    requires: Iterable[str] = (),
+    dtypes: Iterable[torch.dtype] = ALL_FLOAT_DTYPES,
+    devices: Iterable[str] = ("cpu", "cuda"),
+    backward: bool = False,
+    exportable: bool = False,
+    graph_safe: bool = True,
+    drops_tokens: bool = False,
+    baseline: bool = False,
+    extra_check: Callable[[str], str | None] | None = None,
+) -> Callable[[ImplFn], ImplFn]:
+    """Decorator: register `fn` under `name`. A duplicate name raises ValueError."""
+    if kind not in KINDS:
+        raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
+
+    def decorate(fn: ImplFn) -> ImplFn:
+        if name in _REGISTRY:
+            raise ValueError(f"implementation {name!r} is already registered (by {_REGISTRY[name].fn.__module__})")
+        _REGISTRY[name] = ImplInfo(
+            name=name,
+            fn=fn,
+            kind=kind,
+            description=description,
+            requires=tuple(requires),
+            dtypes=frozenset(dtypes),
+            devices=tuple(devices),
+            backward=backward,
+            exportable=exportable,
+            graph_safe=graph_safe,
+            drops_tokens=drops_tokens,
+            baseline=baseline,
+            extra_check=extra_check,
+        )
+        return fn
+
+    return decorate
+
+
+def unregister(name: str) -> None:
+    """Remove an implementation (tests use this to clean up deliberately broken ones)."""
+    _REGISTRY.pop(name, None)
+
+
+def _load_builtins() -> None:
+    global _BUILTINS_LOADED
+    if not _BUILTINS_LOADED:
+        _BUILTINS_LOADED = True
+        importlib.import_module("moebench.impls")
+
+
+def load_plugins() -> list[str]:
+    """Load third-party implementations from the entry-point group; returns the names loaded."""
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED:
+        return []
+    _PLUGINS_LOADED = True
+    from importlib.metadata import entry_points
+
+    loaded = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        obj = ep.load()
+        if callable(obj) and not isinstance(obj, type(importlib)):
+            obj()
+        loaded.append(ep.name)
+    return loaded
+
+
+def all_impls() -> list[ImplInfo]:
+    _load_builtins()
+    load_plugins()
+    return list(_REGISTRY.values())
+
+
+def names() -> list[str]:
+    return [info.name for info in all_impls()]
+
+
+def get(name: str) -> ImplInfo:
+    _load_builtins()
+    load_plugins()
+    if name not in _REGISTRY:
+        raise UnknownImplementationError(f"impl: unknown implementation {name!r}; registered: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def select(names_: Iterable[str] | None, device: str, dtype: torch.dtype | None = None) -> list[ImplInfo]:
+    """The named implementations (all if None) that are available on `device` (and support dtype).
+
+    Named implementations that are unknown raise; named ones that are unavailable are kept so the
+    caller can report why (use `available()`); unnamed unavailable ones are left out.
+    """
+    if names_:
+        return [get(n) for n in names_]
+    chosen = []
+    for info in all_impls():
+        if info.available(device)[0] and (dtype is None or info.supports(dtype)):
+            chosen.append(info)
+    return chosen

@@ -1,0 +1,1 @@
+"""Reports: markdown tables and plots from results files."""

@@ -1,0 +1,86 @@
+"""Timing, one method for bench, tune and export: warm up, then the median of many runs.
+
+CUDA: events around each run; when the callable is graph-safe, it is captured in a CUDA graph
+and graph replays are timed (launch gaps removed). CPU: perf_counter around each run.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Timing:
+    median_ms: float
+    p20_ms: float
+    p80_ms: float
+    runs: int
+    method: str  # "cuda-graph", "cuda-events" or "cpu-wallclock"
+
+
+def _summarise(samples_ms: list[float], method: str) -> Timing:
+    samples = sorted(samples_ms)
+    n = len(samples)
+    return Timing(statistics.median(samples), samples[int(0.2 * (n - 1))], samples[int(0.8 * (n - 1))], n, method)
+
+
+def time_cpu(fn: Callable[[], object], *, warmup: int = 2, reps: int = 10, max_seconds: float = 5.0) -> Timing:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    deadline = time.perf_counter() + max_seconds
+    while len(samples) < reps and (len(samples) < 3 or time.perf_counter() < deadline):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return _summarise(samples, "cpu-wallclock")
+
+
+def time_cuda(
+    fn: Callable[[], object],
+    *,
+    use_graph: bool = True,
+    warmup: int = 5,
+    reps: int = 50,
+    max_seconds: float = 10.0,
+) -> Timing:
+    """Median of `reps` runs timed with CUDA events (graph replays when use_graph)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(warmup):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    torch.cuda.synchronize()
+    method = "cuda-events"
+    run = fn
+    if use_graph:
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+        run = graph.replay
+        method = "cuda-graph"
+        run()
+        torch.cuda.synchronize()
+    samples = []
+    deadline = time.perf_counter() + max_seconds
+    while len(samples) < reps and (len(samples) < 5 or time.perf_counter() < deadline):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        run()
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end))
+    return _summarise(samples, method)
+
+
+def time_fn(fn: Callable[[], object], device: torch.device | str, *, use_graph: bool = True, **kwargs) -> Timing:
+    if torch.device(device).type == "cuda":
+        return time_cuda(fn, use_graph=use_graph, **kwargs)
+    kwargs.pop("max_seconds", None)
+    return time_cpu(fn, **kwargs)
