@@ -1,15 +1,68 @@
-"""Autotuning: search spaces, the config cache under results/configs/, and `moebench tune`.
+"""Autotuning: tunable kernels, the config cache under results/configs/, and `moebench tune`.
 
-`lookup_config` is what implementations call when no explicit config is given.
+Implementations call `resolve_config` for each of their kernels. Priority:
+  1. an explicit config passed by the caller (`config={kernel: {...}}`),
+  2. the environment variable MOEBENCH_PIN_CONFIG (a JSON object {kernel: {...}} or
+     {"impl/kernel": {...}}) that pins one config for debugging,
+  3. the tuned config cache (`lookup_config`),
+  4. the kernel's default heuristic.
 """
 
 from __future__ import annotations
 
+import json
+import os
+
 import torch
 
+from moebench.errors import MoEInputError
 from moebench.spec import MoESpec
+from moebench.tuning.space import TunableKernel, register_tunable, tunable, tunables
+
+PIN_ENV = "MOEBENCH_PIN_CONFIG"
+
+__all__ = ["PIN_ENV", "TunableKernel", "lookup_config", "register_tunable", "resolve_config", "tunable", "tunables"]
 
 
 def lookup_config(impl: str, kernel: str, spec: MoESpec, num_tokens: int, device: torch.device) -> dict | None:
     """The cached tuned config for (impl, kernel, spec, T, device), or None (use the default)."""
-    return None
+    try:
+        from moebench.tuning.cache import lookup
+    except ImportError:
+        return None
+    return lookup(impl, kernel, spec, num_tokens, device)
+
+
+def pinned_config(impl: str, kernel: str) -> dict | None:
+    text = os.environ.get(PIN_ENV)
+    if not text:
+        return None
+    try:
+        pins = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MoEInputError(
+            f"{PIN_ENV}: expected a JSON object {{kernel: {{param: value}}}}, got {text!r} ({exc})"
+        ) from None
+    if not isinstance(pins, dict):
+        raise MoEInputError(f"{PIN_ENV}: expected a JSON object, got {text!r}")
+    return pins.get(f"{impl}/{kernel}", pins.get(kernel))
+
+
+def resolve_config(
+    impl: str,
+    kernel: str,
+    spec: MoESpec,
+    num_tokens: int,
+    device: torch.device,
+    explicit: dict | None = None,
+) -> dict:
+    """The config a kernel launch uses (see module docstring for the priority)."""
+    if explicit and kernel in explicit:
+        return dict(explicit[kernel])
+    pinned = pinned_config(impl, kernel)
+    if pinned is not None:
+        return dict(pinned)
+    cached = lookup_config(impl, kernel, spec, num_tokens, device)
+    if cached is not None:
+        return dict(cached)
+    return dict(tunable(impl, kernel).default(spec, num_tokens))

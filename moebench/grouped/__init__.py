@@ -1,0 +1,1 @@
+"""Launchers of the Triton grouped-GEMM MoE (kernels live in moebench.kernels)."""
