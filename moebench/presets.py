@@ -26,10 +26,14 @@ _SHAPES: dict[str, tuple[int, int, int, int, str, RouterSpec]] = {
     "tiny-many": (16, 4, 64, 32, "swiglu", _SIGMOID_RENORM),
     "tiny-gelu": (4, 1, 40, 72, "gelu", _SOFTMAX_PLAIN),
     "tiny-relu": (6, 2, 48, 20, "relu", _SOFTMAX_RENORM),
+    # small presets: large enough for meaningful CPU timings (the CPU main job), seconds to run
+    "small-8x2": (8, 2, 512, 1024, "swiglu", _SOFTMAX_RENORM),
+    "small-32x4": (32, 4, 256, 384, "swiglu", _SOFTMAX_RENORM),
 }
 
 REAL_PRESETS: tuple[str, ...] = ("mixtral-8x7b", "qwen3-30b-a3b", "deepseek-v3", "olmoe-1b-7b", "gpt-oss-20b")
 TINY_PRESETS: tuple[str, ...] = tuple(name for name in _SHAPES if name.startswith("tiny"))
+SMALL_PRESETS: tuple[str, ...] = tuple(name for name in _SHAPES if name.startswith("small"))
 PRESET_NAMES: tuple[str, ...] = tuple(_SHAPES)
 
 
