@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+import torch
 from tabulate import tabulate
 
 from moebench import registry
@@ -25,13 +26,7 @@ def run(args: argparse.Namespace) -> int:
         for device in devices:
             ok, reason = info.available(device)
             row.append("yes" if ok else f"no: {reason}")
-        caps = [
-            d
-            for d in ("fp32", "fp16", "bf16")
-            if info.supports(
-                getattr(__import__("torch"), {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[d])
-            )
-        ]
+        caps = [dtype_name(d) for d in (torch.float32, torch.float16, torch.bfloat16) if info.supports(d)]
         flags = []
         if info.backward:
             flags.append("backward")
