@@ -21,7 +21,10 @@ def reference_moe(x: torch.Tensor, weights: MoEWeights, keep: torch.Tensor | Non
     """
     spec = weights.spec
     x64 = x.to(torch.float64)
-    router, w1, w2 = (p.to(torch.float64) for p in weights.parameters())
+    router = weights.router.to(torch.float64)
+    # expert weights are upcast one expert at a time: all of them in fp64 would not fit a GPU for
+    # the large presets (deepseek-v3: 90 GB)
+    w1, w2 = weights.w1, weights.w2
     topk_weights, topk_ids = route(x64, router, spec, compute_dtype=torch.float64)
     if keep is not None:
         topk_weights = topk_weights * keep.to(device=x.device, dtype=torch.float64)
@@ -30,7 +33,7 @@ def reference_moe(x: torch.Tensor, weights: MoEWeights, keep: torch.Tensor | Non
         token_idx, slot = torch.where(topk_ids == expert)
         if token_idx.numel() == 0:
             continue
-        h = apply_activation(spec, x64[token_idx] @ w1[expert].t())
-        y = h @ w2[expert].t()
+        h = apply_activation(spec, x64[token_idx] @ w1[expert].to(torch.float64).t())
+        y = h @ w2[expert].to(torch.float64).t()
         out = out.index_add(0, token_idx, y * topk_weights[token_idx, slot, None])
     return out

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from moebench.errors import MoEInputError, UnknownImplementationError
+from moebench.spec import MoESpec
 from moebench.validate import check_inputs
 from moebench.weights import MoEWeights
 
@@ -77,18 +78,24 @@ class ImplInfo:
     drops_tokens: bool = False  # documented token dropping (capacity factor)
     baseline: bool = False  # the default baseline for speedup columns
     extra_check: Callable[[str], str | None] | None = field(default=None, repr=False)
+    spec_check: Callable[[MoESpec], str | None] | None = field(default=None, repr=False)
+
+    def spec_unsupported(self, spec: MoESpec) -> str | None:
+        """Why this implementation cannot compute `spec` exactly (None when it can): a dtype it
+        does not support, or a documented limit (e.g. an activation an exported op lacks)."""
+        if spec.dtype not in self.dtypes:
+            names = sorted(str(d).replace("torch.", "") for d in self.dtypes)
+            return f"dtype: {self.name} supports {names}, got {spec.dtype}"
+        return self.spec_check(spec) if self.spec_check is not None else None
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         """(True, 'ok') or (False, why not) for running on `device` ('cpu' or 'cuda')."""
         device = torch.device(device).type
         if device not in self.devices:
             return False, f"runs on {'/'.join(self.devices)} only"
-        for requirement in self.requires:
+        needs = (("cuda",) if device == "cuda" else ()) + self.requires
+        for requirement in needs:
             reason = requirement_missing(requirement, device)
-            if reason:
-                return False, reason
-        if device == "cuda":
-            reason = requirement_missing("cuda", device)
             if reason:
                 return False, reason
         if self.extra_check is not None:
@@ -114,9 +121,9 @@ class ImplInfo:
             if not isinstance(weights, MoEWeights):
                 raise MoEInputError(f"weights: expected MoEWeights, got {type(weights).__name__}")
             check_inputs(x, weights, out)
-            if weights.spec.dtype not in self.dtypes:
-                names = sorted(str(d).replace("torch.", "") for d in self.dtypes)
-                raise MoEInputError(f"dtype: {self.name} supports {names}, got {weights.spec.dtype}")
+            problem = self.spec_unsupported(weights.spec)
+            if problem:
+                raise MoEInputError(problem)
             device = x.device.type
             if device not in self.devices:
                 raise MoEInputError(f"x: {self.name} runs on {'/'.join(self.devices)}, got device {device}")
@@ -142,6 +149,7 @@ def register(
     drops_tokens: bool = False,
     baseline: bool = False,
     extra_check: Callable[[str], str | None] | None = None,
+    spec_check: Callable[[MoESpec], str | None] | None = None,
 ) -> Callable[[ImplFn], ImplFn]:
     """Decorator: register `fn` under `name`. A duplicate name raises ValueError."""
     if kind not in KINDS:
@@ -164,6 +172,7 @@ def register(
             drops_tokens=drops_tokens,
             baseline=baseline,
             extra_check=extra_check,
+            spec_check=spec_check,
         )
         return fn
 

@@ -44,7 +44,10 @@ def sort_by_expert(topk_ids: torch.Tensor, num_experts: int) -> tuple[torch.Tens
     """
     flat = topk_ids.reshape(-1)
     order = torch.argsort(flat, stable=True)
-    counts = torch.bincount(flat, minlength=num_experts)
+    # scatter_add, not bincount: bincount reads the ids' range on the host (a sync on CUDA)
+    counts = torch.zeros(num_experts, dtype=torch.int64, device=flat.device).scatter_add_(
+        0, flat, torch.ones_like(flat)
+    )
     offsets = torch.zeros(num_experts + 1, dtype=torch.int64, device=flat.device)
     torch.cumsum(counts, 0, out=offsets[1:])
     return order, counts, offsets

@@ -83,20 +83,28 @@ class MoEWeights:
         return (self.router, self.w1, self.w2)
 
 
-def _generator(seed: int) -> torch.Generator:
-    g = torch.Generator(device="cpu")
+def _generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
+    g = torch.Generator(device=device)
     g.manual_seed(seed)
     return g
 
 
 def random_weights(spec: MoESpec, device: str | torch.device = "cpu", seed: int = 0) -> MoEWeights:
-    """N(0,1) weights scaled by fan-in^-0.5, drawn on the CPU in fp32 (same values on every device)."""
-    g = _generator(seed)
+    """N(0,1) weights scaled by fan-in^-0.5, drawn on `device` in fp32 one expert at a time.
+
+    The same seed gives the same weights on the same kind of device (CPU and CUDA generators
+    differ). Drawing per expert keeps the fp32 scratch to one expert (deepseek-v3's weights would
+    be 45 GB in fp32 at once) and drawing on the GPU avoids a slow host-side fill.
+    """
+    device = torch.device(device)
+    g = _generator(seed, device)
     e, h, i = spec.num_experts, spec.hidden, spec.intermediate
 
     def draw(*shape: int, fan_in: int) -> torch.Tensor:
-        t = torch.randn(*shape, generator=g, dtype=torch.float32) * fan_in**-0.5
-        return t.to(device=device, dtype=spec.dtype)
+        out = torch.empty(shape, dtype=spec.dtype, device=device)
+        for chunk in out.view(-1, *shape[-2:]) if len(shape) == 3 else [out]:
+            chunk.copy_(torch.randn(chunk.shape, generator=g, dtype=torch.float32, device=device).mul_(fan_in**-0.5))
+        return out
 
     return MoEWeights(spec, draw(e, h, fan_in=h), draw(e, spec.w1_rows, h, fan_in=h), draw(e, h, i, fan_in=i))
 
@@ -105,9 +113,9 @@ def random_inputs(spec: MoESpec, num_tokens: int, device: str | torch.device = "
     """x: [T, H] with N(0,1) entries in spec.dtype."""
     if num_tokens < 0:
         raise MoEInputError(f"num_tokens: expected >= 0, got {num_tokens}")
-    g = _generator(seed)
-    x = torch.randn(num_tokens, spec.hidden, generator=g, dtype=torch.float32)
-    return x.to(device=device, dtype=spec.dtype)
+    g = _generator(seed, device)
+    x = torch.randn(num_tokens, spec.hidden, generator=g, dtype=torch.float32, device=device)
+    return x.to(spec.dtype)
 
 
 def steer_routing(

@@ -109,7 +109,7 @@ def test_weights_reject_wrong_layout():
     with pytest.raises(MoEInputError, match="router: expected a torch.Tensor"):
         MoEWeights(spec, None, w.w1, w.w2)
     with pytest.raises(MoEInputError, match="w_up"):
-        random_weights(get_preset("tiny-gelu", "fp32")).w_up
+        _ = random_weights(get_preset("tiny-gelu", "fp32")).w_up
 
 
 def test_steer_routing_forces_and_forbids_experts():

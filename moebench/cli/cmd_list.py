@@ -8,6 +8,7 @@ import torch
 from tabulate import tabulate
 
 from moebench import registry
+from moebench.cli import prepare_device
 from moebench.presets import PRESET_NAMES, get_preset
 from moebench.spec import dtype_name
 
@@ -20,6 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     devices = [args.device] if args.device else ["cpu", "cuda"]
+    if "cpu" in devices and not torch.cuda.is_available():
+        prepare_device("cpu")  # Triton kernels run in the interpreter on a CPU-only machine
     rows = []
     for info in registry.all_impls():
         row = [info.name, info.kind]

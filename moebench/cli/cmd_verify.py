@@ -10,8 +10,10 @@ from tabulate import tabulate
 
 from moebench import registry
 from moebench.cli.common import add_problem_args, int_csv, prepare_device_arg, resolve_specs
+from moebench.gradparity import run_grad_case
 from moebench.parity import Case, edge_cases, random_cases, run_case
 from moebench.presets import spec_label
+from moebench.spec import dtype_name
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-edge-cases", action="store_true", help="skip the edge cases")
     p.add_argument("--seed", type=int, default=None, help="fix the input seed (default: fresh random inputs each run)")
     p.add_argument("--quiet", action="store_true", help="print failures and the summary only")
+    p.add_argument(
+        "--grad", action="store_true", help="also check the gradients (x, router, w1, w2) of impls with a backward"
+    )
     p.set_defaults(handler=run)
 
 
@@ -52,32 +57,51 @@ def run(args: argparse.Namespace) -> int:
                 failures += 1
             continue
         for spec in specs:
-            if not info.supports(spec.dtype):
+            problem = info.spec_unsupported(spec)
+            if problem:
+                skipped.append([info.name, f"{spec_label(spec)} {dtype_name(spec.dtype)}: {problem}"])
                 continue
             for case in cases_for(spec, args):
                 outcome = run_case(info, spec, case, device, seed=args.seed)
                 failures += not outcome.ok
-                if outcome.ok and args.quiet:
-                    continue
                 res = outcome.result
-                rows.append(
-                    [
-                        info.name,
-                        spec_label(spec),
-                        outcome.dtype,
-                        case.name,
-                        "PASS" if outcome.ok else "FAIL",
-                        f"{res.rel_l2:.2e}" if res else "-",
-                        f"{res.tolerance:.0e}" if res else "-",
-                        outcome.seed,
-                        outcome.error or (res.message if res and not res.ok else outcome.extra.get("note", "")),
-                    ]
-                )
+                if not (outcome.ok and args.quiet):
+                    rows.append(
+                        [
+                            info.name,
+                            spec_label(spec),
+                            outcome.dtype,
+                            case.name,
+                            "PASS" if outcome.ok else "FAIL",
+                            f"{res.rel_l2:.2e}" if res else "-",
+                            f"{res.tolerance:.0e}" if res else "-",
+                            outcome.seed,
+                            outcome.error or (res.message if res and not res.ok else outcome.extra.get("note", "")),
+                        ]
+                    )
+                if args.grad and info.backward:
+                    grad = run_grad_case(info, spec, case, device, seed=args.seed)
+                    failures += not grad.ok
+                    worst = grad.worst()
+                    if not (grad.ok and args.quiet):
+                        rows.append(
+                            [
+                                info.name,
+                                spec_label(spec),
+                                grad.dtype,
+                                f"{case.name} [grad d{worst[0]}]" if worst else f"{case.name} [grad]",
+                                "PASS" if grad.ok else "FAIL",
+                                f"{worst[1].rel_l2:.2e}" if worst else "-",
+                                f"{worst[1].tolerance:.0e}" if worst else "-",
+                                grad.seed,
+                                "" if grad.ok else grad.summary(),
+                            ]
+                        )
     headers = ["impl", "preset", "dtype", "case", "result", "rel_l2", "tol", "seed", "detail"]
     if rows:
         print(tabulate(rows, headers=headers))
     if skipped:
-        print("\nnot available on " + device + ":")
+        print(f"\nskipped on {device}:")
         print(tabulate(skipped, headers=["impl", "reason"]))
     total = sum(1 for _ in rows) if not args.quiet else None
     print(

@@ -1,0 +1,313 @@
+"""Tuning spaces and default configs of the `triton_grouped` kernels, as functions of (spec, T).
+
+Kernels (names used in `config={kernel: {...}}` and by moebench.tuning):
+  path            {"path": "grouped" | "decode"}: which pipeline runs (see `path_default`).
+  gate_up         grouped GEMM 1: BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages.
+                  Its BLOCK_M is also the block the routing alignment pads every expert to.
+  down            grouped GEMM 2: BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages, and optionally
+                  BLOCK_M, which must divide gate_up's BLOCK_M (default: equal to it). The space
+                  leaves BLOCK_M out so any tuned down config fits any tuned gate_up config.
+  decode_gate_up  decode GEMM 1: BLOCK_P (pairs per pass), BLOCK_N, BLOCK_K, num_warps, num_stages.
+  decode_down     decode GEMM 2: same keys.
+
+Pure Python (no triton import): the registry imports it to register the tunables.
+Pruning: tiles no larger than the problem needs, shared memory within Hopper's per-block limit
+(232,448 B of its 228 KB per SM), and fp32 accumulators within ~128 registers per thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+from moebench.spec import MoESpec
+
+SMEM_LIMIT_BYTES = 232_448  # H100: the most dynamic shared memory one block may use
+DECODE_MAX_PAIRS = 32  # default rule: the decode path runs when T * k <= this
+TARGET_PROGRAMS = 4 * 132  # decode: enough programs for 4 per SM on an H100 (132 SMs)
+MIN_SLAB_BYTES = 64 * 1024  # decode: weight bytes one program streams at least
+ACC_REGS_PER_THREAD = 128  # fp32 accumulator registers per thread we allow a tile to need
+OPERAND_REGS_PER_THREAD = 72  # operand-tile registers per thread off the wgmma path (ptxas -v: 80 can spill)
+
+GATE_UP_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages")
+DOWN_KEYS = ("BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages")
+DOWN_OPTIONAL_KEYS = ("BLOCK_M",)
+DECODE_KEYS = ("BLOCK_P", "BLOCK_N", "BLOCK_K", "num_warps", "num_stages")
+PATHS = ("grouped", "decode")
+
+
+def next_pow2(n: int) -> int:
+    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
+
+
+def _clamp_pow2(value: int, limit: int, floor: int = 16) -> int:
+    """value, but no larger than the power of two covering `limit`, and at least `floor`."""
+    return max(floor, min(value, next_pow2(limit)))
+
+
+def _elem_bytes(spec: MoESpec) -> int:
+    return 4 if spec.dtype.itemsize >= 4 else 2
+
+
+def _gates(spec: MoESpec) -> int:
+    return 2 if spec.gated else 1
+
+
+def avg_rows_per_expert(spec: MoESpec, num_tokens: int) -> float:
+    return num_tokens * spec.top_k / spec.num_experts
+
+
+# -- resource estimates -------------------------------------------------------------------------
+def smem_bytes(block_m: int, block_n: int, block_k: int, stages: int, gates: int, elem_bytes: int) -> int:
+    """Shared memory of a pipelined K loop: `stages` copies of the A tile and the weight tile(s).
+    Conservative: Triton 3.x keeps num_stages - 1 copies (checked with compile_check)."""
+    return stages * (block_m * block_k + gates * block_k * block_n) * elem_bytes
+
+
+def acc_regs(block_m: int, block_n: int, gates: int, num_warps: int) -> float:
+    """fp32 accumulator registers per thread."""
+    return block_m * block_n * gates / (32 * num_warps)
+
+
+def operand_regs(block_m: int, block_n: int, block_k: int, gates: int, num_warps: int, elem_bytes: int) -> float:
+    """Registers per thread holding one K step's operand tiles. They matter off the wgmma path
+    (BLOCK_M < 64, or fp32 on FMA units), where both operands pass through registers."""
+    return (block_m * block_k + gates * block_k * block_n) * elem_bytes / 4 / (32 * num_warps)
+
+
+def smem_fits(block_m: int, cfg: dict, gates: int, elem_bytes: int) -> bool:
+    smem = smem_bytes(block_m, cfg["BLOCK_N"], cfg["BLOCK_K"], cfg["num_stages"], gates, elem_bytes)
+    return smem <= SMEM_LIMIT_BYTES
+
+
+def regs_fit(block_m: int, cfg: dict, gates: int, elem_bytes: int) -> bool:
+    bn, bk, warps = cfg["BLOCK_N"], cfg["BLOCK_K"], cfg["num_warps"]
+    if acc_regs(block_m, bn, gates, warps) > ACC_REGS_PER_THREAD:
+        return False
+    off_wgmma = block_m < 64 or elem_bytes == 4
+    return not off_wgmma or operand_regs(block_m, bn, bk, gates, warps, elem_bytes) <= OPERAND_REGS_PER_THREAD
+
+
+def fits(block_m: int, cfg: dict, gates: int, elem_bytes: int) -> bool:
+    """Shared memory within the per-block limit and no register spills expected (limits checked
+    against ptxas -v for sm_90 with moebench.grouped.compile_check)."""
+    return smem_fits(block_m, cfg, gates, elem_bytes) and regs_fit(block_m, cfg, gates, elem_bytes)
+
+
+def _shrink_to_fit(block_m: int, cfg: dict, gates: int, elem_bytes: int) -> dict:
+    """Make a default config fit. Registers: narrower N tiles (to 32), then shorter K tiles (to
+    32). Shared memory: fewer stages (to 2), then shorter K tiles. Last resort: 16-wide, 1 stage."""
+    while not fits(block_m, cfg, gates, elem_bytes):
+        if not regs_fit(block_m, cfg, gates, elem_bytes) and cfg["BLOCK_N"] > 32:
+            cfg["BLOCK_N"] //= 2
+        elif not regs_fit(block_m, cfg, gates, elem_bytes) and cfg["BLOCK_K"] > 32:
+            cfg["BLOCK_K"] //= 2
+        elif smem_fits(block_m, cfg, gates, elem_bytes) and cfg["BLOCK_N"] > 16:
+            cfg["BLOCK_N"] //= 2
+        elif cfg["num_stages"] > 2:
+            cfg["num_stages"] -= 1
+        elif cfg["BLOCK_K"] > 32:
+            cfg["BLOCK_K"] //= 2
+        elif cfg["num_stages"] > 1:
+            cfg["num_stages"] -= 1
+        else:
+            break
+    return cfg
+
+
+# -- path ---------------------------------------------------------------------------------------
+def path_default(spec: MoESpec, num_tokens: int) -> dict:
+    """decode when T*k <= DECODE_MAX_PAIRS (weights stream once, no alignment launches; the
+    masked rows of its BLOCK_P-row products cost little there), else grouped."""
+    return {"path": "decode" if num_tokens * spec.top_k <= DECODE_MAX_PAIRS else "grouped"}
+
+
+def path_space(spec: MoESpec, num_tokens: int) -> list[dict]:
+    space = [{"path": "grouped"}]
+    if num_tokens * spec.top_k <= 8 * DECODE_MAX_PAIRS:
+        space.append({"path": "decode"})
+    return space
+
+
+# -- grouped GEMM 1 (gate/up) -------------------------------------------------------------------
+def align_block_m(spec: MoESpec, num_tokens: int) -> int:
+    """Default BLOCK_M from the average rows per expert: small for few tokens (less padding)."""
+    rows = avg_rows_per_expert(spec, num_tokens)
+    if rows <= 16:
+        return 16
+    if rows <= 32:
+        return 32
+    if rows <= 96:
+        return 64
+    return 128
+
+
+def gate_up_default(spec: MoESpec, num_tokens: int) -> dict:
+    gates, elem = _gates(spec), _elem_bytes(spec)
+    bm = align_block_m(spec, num_tokens)
+    n, k = spec.intermediate, spec.hidden
+    if elem == 4:  # fp32 IEEE runs on FMA units: modest tiles
+        bm = min(bm, 64)
+        cfg = {"BLOCK_M": bm, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8 if bm >= 32 else 1}
+        cfg.update(num_warps=4, num_stages=3)
+    elif bm <= 32:  # weight streaming: long K tiles, deep pipeline
+        cfg = {"BLOCK_M": bm, "BLOCK_N": 64, "BLOCK_K": 128, "GROUP_M": 1, "num_warps": 4, "num_stages": 4}
+    elif bm == 64:
+        cfg = {"BLOCK_M": 64, "BLOCK_N": 64 if gates == 2 else 128, "BLOCK_K": 64, "GROUP_M": 8}
+        cfg.update(num_warps=4, num_stages=4)
+    else:
+        cfg = {"BLOCK_M": 128, "BLOCK_N": 64 if gates == 2 else 128, "BLOCK_K": 64, "GROUP_M": 8}
+        cfg.update(num_warps=8, num_stages=3)
+    cfg["BLOCK_N"] = _clamp_pow2(cfg["BLOCK_N"], n)
+    cfg["BLOCK_K"] = _clamp_pow2(cfg["BLOCK_K"], k)
+    return _shrink_to_fit(bm, cfg, gates, elem)
+
+
+def gate_up_space(spec: MoESpec, num_tokens: int) -> list[dict]:
+    gates, elem = _gates(spec), _elem_bytes(spec)
+    n, k = spec.intermediate, spec.hidden
+    max_bm = max(16, 2 * next_pow2(math.ceil(avg_rows_per_expert(spec, num_tokens))))
+    block_ks = (32, 64) if elem == 4 else (64, 128)
+    out, seen = [], set()
+    for bm, bn, bk, group_m, warps, stages in itertools.product(
+        (16, 32, 64, 128), (32, 64, 128, 256), block_ks, (1, 8), (4, 8), (3, 4)
+    ):
+        if bm > max_bm or (group_m > 1 and bm < 32):
+            continue
+        cfg = {
+            "BLOCK_M": bm,
+            "BLOCK_N": _clamp_pow2(bn, n),
+            "BLOCK_K": _clamp_pow2(bk, k),
+            "GROUP_M": group_m,
+            "num_warps": warps,
+            "num_stages": stages,
+        }
+        key = tuple(cfg.values())
+        if key in seen or not fits(bm, cfg, gates, elem):
+            continue
+        if warps == 8 and bm * cfg["BLOCK_N"] * gates < 64 * 128:  # too small a tile for 8 warps
+            continue
+        seen.add(key)
+        out.append(cfg)
+    return out or [gate_up_default(spec, num_tokens)]
+
+
+# -- grouped GEMM 2 (down) ----------------------------------------------------------------------
+def down_default(spec: MoESpec, num_tokens: int) -> dict:
+    elem = _elem_bytes(spec)
+    bm = gate_up_default(spec, num_tokens)["BLOCK_M"]
+    n, k = spec.hidden, spec.intermediate
+    if elem == 4:
+        cfg = {"BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8, "num_warps": 4, "num_stages": 3}
+    elif bm <= 32:
+        cfg = {"BLOCK_N": 64, "BLOCK_K": 128, "GROUP_M": 1, "num_warps": 4, "num_stages": 4}
+    elif bm == 64:
+        cfg = {"BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_warps": 4, "num_stages": 4}
+    else:
+        cfg = {"BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_warps": 8, "num_stages": 3}
+    cfg["BLOCK_N"] = _clamp_pow2(cfg["BLOCK_N"], n)
+    cfg["BLOCK_K"] = _clamp_pow2(cfg["BLOCK_K"], k)
+    return _shrink_to_fit(bm, cfg, 1, elem)
+
+
+def down_space(spec: MoESpec, num_tokens: int) -> list[dict]:
+    """Pruned for the default gate_up BLOCK_M (down inherits the BLOCK_M pairs are padded to)."""
+    elem = _elem_bytes(spec)
+    bm = gate_up_default(spec, num_tokens)["BLOCK_M"]
+    n, k = spec.hidden, spec.intermediate
+    block_ks = (32, 64) if elem == 4 else (64, 128)
+    out, seen = [], set()
+    for bn, bk, group_m, warps, stages in itertools.product((32, 64, 128, 256), block_ks, (1, 8), (4, 8), (3, 4)):
+        cfg = {
+            "BLOCK_N": _clamp_pow2(bn, n),
+            "BLOCK_K": _clamp_pow2(bk, k),
+            "GROUP_M": group_m,
+            "num_warps": warps,
+            "num_stages": stages,
+        }
+        key = tuple(cfg.values())
+        if key in seen or not fits(bm, cfg, 1, elem):
+            continue
+        if warps == 8 and bm * cfg["BLOCK_N"] < 64 * 128:
+            continue
+        seen.add(key)
+        out.append(cfg)
+    return out or [down_default(spec, num_tokens)]
+
+
+# -- decode GEMMs -------------------------------------------------------------------------------
+def decode_block_p(spec: MoESpec, num_tokens: int) -> int:
+    """Rows of the decode products: all pairs in one pass when T*k <= 64."""
+    return max(16, min(64, next_pow2(num_tokens * spec.top_k)))
+
+
+def _decode_default(spec: MoESpec, num_tokens: int, n: int, k: int, gates: int) -> dict:
+    elem = _elem_bytes(spec)
+    pairs = max(1, num_tokens * spec.top_k)
+    programs_per_block = min(pairs, spec.num_experts)  # upper bound of experts in use
+    block_n = 128
+    # narrower N tiles until there are enough programs, but each still streams >= MIN_SLAB_BYTES
+    # of weights (tiny layers are launch-bound: more programs would not help there)
+    while (
+        block_n > 16
+        and programs_per_block * math.ceil(n / block_n) < TARGET_PROGRAMS
+        and (block_n // 2) * k * elem >= MIN_SLAB_BYTES
+    ):
+        block_n //= 2
+    cfg = {
+        "BLOCK_P": decode_block_p(spec, num_tokens),
+        "BLOCK_N": _clamp_pow2(block_n, n),
+        "BLOCK_K": _clamp_pow2(64 if elem == 4 else 128, k),
+        "num_warps": 4,
+        "num_stages": 4,
+    }
+    return _shrink_to_fit(cfg["BLOCK_P"], cfg, gates, elem)
+
+
+def _decode_space(spec: MoESpec, num_tokens: int, n: int, k: int, gates: int) -> list[dict]:
+    """[] where path_space never offers the decode path (the tuner then skips these kernels)."""
+    if not any(cfg["path"] == "decode" for cfg in path_space(spec, num_tokens)):
+        return []
+    elem = _elem_bytes(spec)
+    block_p = decode_block_p(spec, num_tokens)
+    out, seen = [], set()
+    for bn, bk, warps, stages in itertools.product((16, 32, 64, 128), (64, 128, 256), (4, 8), (2, 3, 4, 5)):
+        cfg = {
+            "BLOCK_P": block_p,
+            "BLOCK_N": _clamp_pow2(bn, n),
+            "BLOCK_K": _clamp_pow2(bk, k),
+            "num_warps": warps,
+            "num_stages": stages,
+        }
+        key = tuple(cfg.values())
+        if key in seen or not fits(block_p, cfg, gates, elem):
+            continue
+        seen.add(key)
+        out.append(cfg)
+    return out or [_decode_default(spec, num_tokens, n, k, gates)]
+
+
+def decode_gate_up_default(spec: MoESpec, num_tokens: int) -> dict:
+    return _decode_default(spec, num_tokens, spec.intermediate, spec.hidden, _gates(spec))
+
+
+def decode_gate_up_space(spec: MoESpec, num_tokens: int) -> list[dict]:
+    return _decode_space(spec, num_tokens, spec.intermediate, spec.hidden, _gates(spec))
+
+
+def decode_down_default(spec: MoESpec, num_tokens: int) -> dict:
+    return _decode_default(spec, num_tokens, spec.hidden, spec.intermediate, 1)
+
+
+def decode_down_space(spec: MoESpec, num_tokens: int) -> list[dict]:
+    return _decode_space(spec, num_tokens, spec.hidden, spec.intermediate, 1)
+
+
+# name -> (space, default): what moebench.impls.triton_grouped registers
+TUNABLES = {
+    "path": (path_space, path_default),
+    "gate_up": (gate_up_space, gate_up_default),
+    "down": (down_space, down_default),
+    "decode_gate_up": (decode_gate_up_space, decode_gate_up_default),
+    "decode_down": (decode_down_space, decode_down_default),
+}

@@ -1,0 +1,60 @@
+"""The block-sparse MoE layer: route (torch) -> topology (device) -> SDD -> DSD -> combine.
+
+Config (`config=` of the implementation; every key optional, see moebench.kernels.bsr_space):
+  {"topology": {"block": 128},            # block size B: power of two in [16, 256]
+   "sdd": {...}, "dsd": {...},            # forward kernels' tiles
+   "sdd_bwd": {...}, "dsd_bwd": {...}, "wgrad": {...}}   # backward kernels' tiles
+Unset kernels resolve through moebench.tuning.resolve_config (env pin > tuned cache > default).
+
+Inference (no input needs a gradient) applies the router weight inside the DSD and writes the
+combined result straight into `out`; training goes through BlockSparseExperts (autograd).
+No host sync anywhere: the layer can be captured in a CUDA graph.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from moebench.blocksparse import ops
+from moebench.blocksparse.autograd import BlockSparseExperts
+from moebench.blocksparse.topology import build_topology, check_block
+from moebench.blocksparse.tunables import IMPL_NAME, ensure_registered
+from moebench.kernels.bsr_space import KERNELS
+from moebench.routing import route
+from moebench.spec import MoESpec
+from moebench.tuning import resolve_config
+from moebench.weights import MoEWeights
+
+FORWARD_KERNELS = ("topology", "sdd", "dsd")
+ensure_registered()
+
+
+def resolve_configs(spec: MoESpec, num_tokens: int, device: torch.device, config: dict | None, *, backward: bool):
+    kernels = KERNELS if backward else FORWARD_KERNELS
+    configs = {name: resolve_config(IMPL_NAME, name, spec, num_tokens, device, explicit=config) for name in kernels}
+    check_block(configs["topology"].get("block"))
+    return configs
+
+
+def block_sparse_moe(
+    x: torch.Tensor, weights: MoEWeights, *, out: torch.Tensor | None = None, config: dict | None = None
+) -> torch.Tensor:
+    spec = weights.spec
+    x = x.contiguous()
+    topk_weights, topk_ids = route(x, weights.router, spec)  # [T, k] fp32, [T, k] int64
+    topk_weights = topk_weights.contiguous()
+    training = torch.is_grad_enabled() and any(t.requires_grad for t in (x, topk_weights, weights.w1, weights.w2))
+    configs = resolve_configs(spec, x.shape[0], x.device, config, backward=training)
+    topo = build_topology(topk_ids, spec.num_experts, spec.intermediate, configs["topology"]["block"])
+
+    if training:
+        result = BlockSparseExperts.apply(x, topk_weights, weights.w1, weights.w2, topo, spec, configs)
+        return result if out is None else out.copy_(result)
+
+    out = torch.empty_like(x) if out is None else out
+    h, _ = ops.sdd_forward(x, weights.w1, topo, spec, configs["sdd"], save_pre=False)
+    w2 = weights.w2
+    w2_as_dense = (w2.stride(0), w2.stride(2), w2.stride(1))  # element (i, n) = w2[e, n, i]
+    # weighted per-pair rows in the spec dtype (k == 1: the combine is then just a copy)
+    y_pair = ops.dsd(h, w2, w2_as_dense, topo, spec, "dsd", configs["dsd"], topk_weights, out_dtype=x.dtype)
+    return ops.combine(y_pair, None, out, spec.top_k)

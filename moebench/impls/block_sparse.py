@@ -1,0 +1,33 @@
+"""block_sparse: MegaBlocks-style dropless MoE with our own Triton block-sparse kernels.
+
+The expert FFNs become block-sparse matmuls over the expert-sorted (token, slot) pairs: each
+expert's rows are padded to the block size only (at most B - 1 rows per expert), no token is
+dropped, no host sync. Forward and backward (moebench.blocksparse.autograd). Config keys:
+"topology" ({"block": 128}) and the kernels' tiles (see moebench.kernels.bsr_space).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from moebench.blocksparse.tunables import ensure_registered
+from moebench.registry import register
+from moebench.weights import MoEWeights
+
+ensure_registered()  # ("block_sparse", kernel) tunables: topology, sdd, dsd, sdd_bwd, dsd_bwd, wgrad
+
+
+@register(
+    "block_sparse",
+    kind="block-sparse",
+    description="MegaBlocks-style block-sparse SDD/DSD Triton kernels, dropless, forward + backward",
+    requires=("triton",),
+    dtypes=(torch.float32, torch.float16, torch.bfloat16),
+    devices=("cpu", "cuda"),
+    backward=True,
+    graph_safe=True,
+)
+def block_sparse(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None) -> torch.Tensor:
+    from moebench.blocksparse.layer import block_sparse_moe  # imports triton
+
+    return block_sparse_moe(x, weights, out=out, config=config)

@@ -1,0 +1,33 @@
+"""triton_grouped: our Triton grouped-GEMM MoE (one torch.library custom op).
+
+Routing alignment on the device (expert-sorted pairs padded to BLOCK_M, no host sync), grouped
+GEMM gate/up with the activation fused, grouped GEMM down with the router weight fused, and a
+deterministic combine; a decode path (no sorting, weights streamed once) for small T*k. Kernels in
+moebench.kernels (moe_align, grouped_gemm, decode, combine), tuning spaces in
+moebench.kernels.grouped_space, launchers in moebench.grouped. Runs on CPU under the Triton
+interpreter (TRITON_INTERPRET=1) and on CUDA.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from moebench.grouped.config import IMPL  # importing it registers the tunables
+from moebench.grouped.op import moe_op
+from moebench.registry import register
+from moebench.weights import MoEWeights
+
+
+@register(
+    IMPL,
+    kind="grouped-gemm",
+    description="Triton grouped GEMM: device-side align, fused SwiGLU/router-weight epilogues, decode path",
+    requires=("triton",),
+    dtypes=(torch.float32, torch.float16, torch.bfloat16),
+    devices=("cpu", "cuda"),
+    backward=False,
+    exportable=False,
+    graph_safe=True,
+)
+def triton_grouped(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None) -> torch.Tensor:
+    return moe_op(x, weights, out=out, config=config)

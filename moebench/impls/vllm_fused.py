@@ -1,0 +1,44 @@
+"""vllm_fused (peer): vLLM's fused_moe Triton path (`fused_experts`), fed our weights and routing.
+
+vLLM's unquantised experts use our canonical layout: w1 [E, 2I, H] (gate rows then up rows,
+combined by silu_and_mul) and w2 [E, H, I]. Routing comes from moebench.routing.route (fp32
+weights, ids cast to int32 as vLLM's kernels expect), so only the expert computation is vLLM's.
+swiglu only (vLLM's "gelu" is a gated GELU, not our plain FFN). Needs `vllm` and a CUDA GPU.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from moebench.errors import MoEInputError
+from moebench.registry import register
+from moebench.routing import route
+from moebench.weights import MoEWeights
+
+
+def _fused_experts():
+    from vllm.model_executor.layers.fused_moe import fused_experts
+
+    return fused_experts
+
+
+@register(
+    "vllm_fused",
+    kind="peer",
+    description="vLLM fused_moe Triton kernels (fused_experts) with our routing; swiglu only",
+    requires=("vllm", "cuda"),
+    dtypes=(torch.float32, torch.float16, torch.bfloat16),
+    devices=("cuda",),
+    graph_safe=True,
+)
+def vllm_fused(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None) -> torch.Tensor:
+    spec = weights.spec
+    if spec.activation != "swiglu":
+        raise MoEInputError(f"activation: vllm_fused supports 'swiglu' only, got {spec.activation!r}")
+    if x.shape[0] == 0:
+        return x.new_zeros(x.shape) if out is None else out
+    topk_weights, topk_ids = route(x, weights.router, spec)  # [T, k] fp32, [T, k] int64
+    result = _fused_experts()(x, weights.w1, weights.w2, topk_weights, topk_ids.to(torch.int32), inplace=False)
+    if out is None:
+        return result
+    return out.copy_(result)

@@ -1,0 +1,79 @@
+"""report.md: where the numbers come from, the comparison tables, problems, and the plots."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from moebench.report.plots import write_plots
+from moebench.report.tables import comparison_tables, fmt_number, parse_number
+
+ENV_SUMMARY = ("device_name", "torch", "triton", "python", "date", "command")
+
+
+def _environments(rows: list[dict]) -> list[dict]:
+    seen: dict[tuple, dict] = {}
+    for row in rows:
+        key = tuple(str(row.get(f, "")) for f in ("device_name", "torch", "triton", "python"))
+        seen.setdefault(key, {f: str(row.get(f, "")) for f in ENV_SUMMARY})
+    return list(seen.values())
+
+
+def _ceilings(rows: list[dict]) -> list[str]:
+    lines = {}
+    for row in rows:
+        gemm, copy = parse_number(row.get("gemm_ceiling_tflops")), parse_number(row.get("copy_ceiling_gbps"))
+        if math.isnan(gemm) and math.isnan(copy):
+            continue
+        key = (row.get("device_name", ""), row.get("dtype", ""))
+        lines.setdefault(
+            key, f"- {key[0]} · {key[1]}: dense GEMM {fmt_number(gemm)} TFLOP/s, copy {fmt_number(copy, 4)} GB/s"
+        )
+    return list(lines.values())
+
+
+def _problems(rows: list[dict]) -> list[str]:
+    lines = []
+    for row in rows:
+        if str(row.get("status", "ok")) in ("ok", ""):
+            continue
+        lines.append(
+            f"- {row.get('impl')} · {row.get('preset')} · {row.get('dtype')} · T={row.get('T')} · "
+            f"{row.get('method') or '-'}: **{row.get('status')}** {row.get('note', '')}".rstrip()
+        )
+    return lines
+
+
+def render_report(rows: list[dict], sources: Sequence[str], baseline: str | None, plots: Sequence[Path]) -> str:
+    """The markdown text of a report over `rows`."""
+    out = ["# moebench report", ""]
+    out.append("Results: " + ", ".join(f"`{s}`" for s in sources) + f" ({len(rows)} rows).")
+    out.append("")
+    out.append("## Environment")
+    for env in _environments(rows):
+        out.append("- " + " · ".join(f"{k}: {v}" for k, v in env.items() if v))
+    ceilings = _ceilings(rows)
+    if ceilings:
+        out += ["", "## Ceilings measured in the same run", *ceilings]
+    for table in comparison_tables(rows, baseline=baseline, fmt="github"):
+        out += ["", f"## {table.title}", "", table.text, "", f"_{table.legend}_"]
+    problems = _problems(rows)
+    out += ["", "## Parity failures and errors", *(problems or ["None: every timed output passed parity."])]
+    if plots:
+        out += ["", "## Plots"]
+        out += [f"![{p.stem}]({p.name})" for p in plots]
+    return "\n".join(out) + "\n"
+
+
+def write_report(
+    rows: list[dict], out_dir: Path, sources: Sequence[str], baseline: str | None
+) -> tuple[Path, list[Path]]:
+    """Write report.md and the PNG plots into out_dir; returns (report path, plot paths)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if baseline is None:
+        baseline = next((str(r["baseline"]) for r in rows if r.get("baseline")), None)
+    plots = write_plots(rows, out_dir, baseline)
+    path = out_dir / "report.md"
+    path.write_text(render_report(rows, sources, baseline, plots))
+    return path, plots

@@ -1,0 +1,349 @@
+"""One tuning job: the kernels of one implementation, for one spec and one token bucket, on the
+device of the process that runs it (in the `moebench tune` process, a worker process per GPU, or
+a Ray task). Jobs and results are plain picklable records.
+
+Each candidate is timed as the whole layer forward, the way the benchmark times it
+(moebench.timing.time_fn: warm-up, CUDA graph when the implementation is graph-safe, median),
+with only that kernel's config varied; kernels of the backward pass are timed as forward +
+backward. The fastest candidates are then checked against the fp64 reference (outputs, or
+gradients for backward kernels) at the bucket's check token counts, with NaN-poisoned outputs and
+scratch memory as in the parity gate; the first that passes wins.
+
+Kernels are tuned in registration order; a kernel's winner is used while the later ones are tuned,
+and kernels not yet tuned run their defaults, all passed explicitly (MOEBENCH_PIN_CONFIG and
+cached configs do not leak into a tuning run).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from moebench import registry
+from moebench.parity import compare, poison_allocator, poisoned_like
+from moebench.presets import spec_label
+from moebench.reference import reference_moe
+from moebench.spec import MoESpec, dtype_name
+from moebench.timing import time_fn
+from moebench.tuning.buckets import check_tokens
+from moebench.tuning.device import device_info
+from moebench.tuning.search import Search, SearchAborted, SearchResult, Trial
+from moebench.tuning.space import tunable, tunables
+from moebench.weights import MoEWeights
+
+# repetitions per candidate: the benchmark's defaults on a GPU; on the CPU (interpreter) the
+# timings mean nothing, so as few as exercise the path
+CPU_TIMING = {"warmup": 1, "reps": 3}
+FATAL_CUDA_ERRORS = ("illegal memory access", "unspecified launch failure", "device-side assert", "cuda error: ")
+
+
+@dataclass(frozen=True)
+class TuneJob:
+    impl: str
+    spec: MoESpec
+    bucket: int
+    kernels: tuple[str, ...]  # to tune, in order
+    device: str  # "cpu" or "cuda" (a worker sees one GPU)
+    fixed: dict = field(default_factory=dict)  # kernel -> config recorded earlier (resumed runs)
+    budget_s: float | None = None  # seconds of timing per kernel search
+    max_configs: int | None = None  # configs timed per kernel search
+    setup: tuple[str, ...] = ()  # "module:function" run first in a worker (impls registered at runtime)
+    setup_paths: dict = field(default_factory=dict)  # module -> file, when a worker cannot import it by name
+
+    def describe(self, kernel: str | None = None) -> str:
+        """Short: 'triton_grouped/gate_up mixtral-8x7b bf16 T=1024'."""
+        name = self.impl if kernel is None else f"{self.impl}/{kernel}"
+        return f"{name} {spec_label(self.spec)} {dtype_name(self.spec.dtype)} T={self.bucket}"
+
+
+@dataclass
+class KernelOutcome:
+    kernel: str
+    entry: dict | None = None  # what is recorded for the bucket; None when nothing passed
+    error: str | None = None
+    skipped: str | None = None  # why the kernel does not run at this bucket (empty space, inactive)
+
+
+@dataclass
+class JobResult:
+    job: TuneJob
+    device: dict  # DeviceInfo.as_dict() of the device that ran it
+    outcomes: list[KernelOutcome] = field(default_factory=list)
+    error: str | None = None  # the job failed as a whole (nothing recorded)
+    seconds: float = 0.0
+
+
+# -- worker preparation -----------------------------------------------------------------------
+
+
+def run_setup(setup: tuple[str, ...], paths: dict) -> None:
+    """Import each "module:function" (from its file when not importable by name) and call it."""
+    for item in setup:
+        module_name, _, func_name = item.partition(":")
+        if module_name in sys.modules:
+            module = sys.modules[module_name]
+        else:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                if module_name not in paths:
+                    raise
+                spec = importlib.util.spec_from_file_location(module_name, paths[module_name])
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[module_name] = module
+                spec.loader.exec_module(module)
+        if func_name:
+            getattr(module, func_name)()
+
+
+# -- inputs -----------------------------------------------------------------------------------
+
+_WEIGHTS: dict[tuple, MoEWeights] = {}  # the last spec's weights, reused by the worker's next job
+
+
+def _draw(shape: tuple[int, ...], fan_in: int, dtype: torch.dtype, gen: torch.Generator) -> torch.Tensor:
+    """N(0, 1/fan_in) in `dtype`, drawn in fp32 one expert (row of dim 0) at a time."""
+    out = torch.empty(shape, dtype=dtype, device=gen.device)
+    for row in range(shape[0]):
+        out[row] = torch.randn(shape[1:], generator=gen, device=gen.device).mul_(fan_in**-0.5)
+    return out
+
+
+def tuning_weights(spec: MoESpec, device: torch.device, seed: int = 0) -> MoEWeights:
+    """Weights drawn like moebench.weights.random_weights but on the device, one tensor at a time
+    (the real presets' fp32 host copies would not fit several workers' memory)."""
+    key = (spec, str(device))
+    if key not in _WEIGHTS:
+        _WEIGHTS.clear()
+        gen = torch.Generator(device=device).manual_seed(seed)
+        e, h, i = spec.num_experts, spec.hidden, spec.intermediate
+        _WEIGHTS[key] = MoEWeights(
+            spec,
+            _draw((e, h), h, spec.dtype, gen),
+            _draw((e, spec.w1_rows, h), h, spec.dtype, gen),
+            _draw((e, h, i), i, spec.dtype, gen),
+        )
+    return _WEIGHTS[key]
+
+
+def tuning_inputs(spec: MoESpec, num_tokens: int, device: torch.device, seed: int) -> torch.Tensor:
+    gen = torch.Generator(device=device).manual_seed(seed)
+    return torch.randn((num_tokens, spec.hidden), generator=gen, device=device).to(spec.dtype)
+
+
+# -- one job ----------------------------------------------------------------------------------
+
+
+class _ForwardCheck:
+    """Output parity of a candidate at the bucket's check token counts (fp64 references cached)."""
+
+    def __init__(self, info: registry.ImplInfo, weights: MoEWeights, bucket: int, device: torch.device) -> None:
+        self.info, self.weights, self.device = info, weights, device
+        self.tokens = check_tokens(bucket)
+        self._cases: dict[int, tuple] = {}
+
+    def prepare(self) -> None:
+        """Compute the references up front: a failure there is the job's, not a config's."""
+        for num_tokens in self.tokens:
+            if num_tokens not in self._cases:
+                self._cases[num_tokens] = self._make_case(num_tokens)
+
+    def _make_case(self, num_tokens: int) -> tuple:
+        x = tuning_inputs(self.weights.spec, num_tokens, self.device, seed=1000 + num_tokens)
+        return x, reference_moe(x, self.weights)
+
+    def __call__(self, config: dict) -> str | None:
+        for num_tokens in self.tokens:
+            x, ref = self._cases[num_tokens]
+            out = poisoned_like(x)
+            poison_allocator(self.device, 4 * x.numel() * self.weights.spec.top_k * x.element_size() + (1 << 20))
+            result = _guard_fatal(self.info, x, self.weights, out=out, config=config, check=False)
+            if result.data_ptr() != out.data_ptr():
+                return "ignored out= (returned a different tensor)"
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            outcome = compare(result, ref, self.weights.spec.dtype)
+            if not outcome.ok:
+                return f"parity at T={num_tokens}: {outcome.message}"
+        return None
+
+
+GRAD_NAMES = ("x", "router", "w1", "w2")
+
+
+def _leaves(values: list[torch.Tensor], dtype: torch.dtype) -> list[torch.Tensor]:
+    """Leaf tensors with the values of `values` (views where the dtype already matches: no copies)."""
+    return [v.detach().to(dtype).requires_grad_(True) for v in values]
+
+
+def _grads(out: torch.Tensor, leaves: list[torch.Tensor], dy: torch.Tensor) -> list[torch.Tensor]:
+    """d<out, dy>/d leaf; zeros where the output does not depend on a leaf."""
+    found = torch.autograd.grad(out, leaves, grad_outputs=dy, allow_unused=True)
+    return [torch.zeros_like(leaf) if g is None else g for g, leaf in zip(found, leaves)]
+
+
+class _GradCheck(_ForwardCheck):
+    """Gradient parity (dx, drouter, dw1, dw2) against the fp64 reference's autograd, for kernels
+    of the backward pass. Needs the weights' fp64 copies and gradients: large presets may not fit."""
+
+    def _make_case(self, num_tokens: int) -> tuple:
+        spec = self.weights.spec
+        x = tuning_inputs(spec, num_tokens, self.device, seed=1000 + num_tokens)
+        dy = tuning_inputs(spec, num_tokens, self.device, seed=2000 + num_tokens)
+        values = [x, *self.weights.parameters()]
+        ref_leaves = _leaves(values, torch.float64)
+        ref_out = reference_moe(ref_leaves[0], MoEWeights(spec.with_dtype(torch.float64), *ref_leaves[1:]))
+        expected = [g.detach() for g in _grads(ref_out, ref_leaves, dy.to(torch.float64))]
+        return values, dy, expected
+
+    def __call__(self, config: dict) -> str | None:
+        spec = self.weights.spec
+        for num_tokens in self.tokens:
+            values, dy, expected = self._cases[num_tokens]
+            leaves = _leaves(values, spec.dtype)
+            out = _guard_fatal(self.info, leaves[0], MoEWeights(spec, *leaves[1:]), config=config, check=False)
+            got = _guard_fatal(_grads, out, leaves, dy)
+            for name, g, ref in zip(GRAD_NAMES, got, expected):
+                outcome = compare(g, ref, spec.dtype, grad=True)
+                if not outcome.ok:
+                    return f"gradient parity d{name} at T={num_tokens}: {outcome.message}"
+        return None
+
+
+class _Timer:
+    """Times the layer at the bucket's token count the way the benchmark does: forward only
+    (CUDA graph when graph-safe), or forward + backward (eager) for backward-pass kernels."""
+
+    def __init__(self, info: registry.ImplInfo, weights: MoEWeights, bucket: int, device: torch.device) -> None:
+        self.info, self.weights, self.device = info, weights, device
+        self.x = tuning_inputs(weights.spec, bucket, device, seed=1)
+        self.out = torch.empty_like(self.x)
+        self.graph = device.type == "cuda" and info.graph_safe
+        self.timing = {} if device.type == "cuda" else CPU_TIMING
+        self._backward: tuple | None = None
+
+    def forward_ms(self, configs: dict) -> float:
+        run = lambda: self.info(self.x, self.weights, out=self.out, config=configs, check=False)
+        return _guard_fatal(time_fn, run, self.device, use_graph=self.graph, **self.timing).median_ms
+
+    def backward_ms(self, configs: dict) -> float:
+        if self._backward is None:
+            leaves = [v.detach().requires_grad_(True) for v in (self.x, *self.weights.parameters())]
+            self._backward = (leaves, MoEWeights(self.weights.spec, *leaves[1:]), torch.ones_like(self.x))
+        leaves, weights, dy = self._backward
+
+        def run() -> None:
+            out = self.info(leaves[0], weights, config=configs, check=False)
+            torch.autograd.grad(out, leaves, grad_outputs=dy, allow_unused=True)
+
+        return _guard_fatal(time_fn, run, self.device, use_graph=False, **self.timing).median_ms
+
+
+def _guard_fatal(fn: Callable, *args, **kwargs):
+    """fn(*args, **kwargs); a CUDA error that breaks the context aborts the job (SearchAborted)
+    instead of rejecting one config: every later launch in this process would fail too."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:
+        if any(marker in str(exc).lower() for marker in FATAL_CUDA_ERRORS):
+            raise SearchAborted(f"{type(exc).__name__}: {exc}") from exc
+        raise
+
+
+def _entry(result: SearchResult, checked: tuple[int, ...], backward: bool) -> dict:
+    return {
+        "config": result.best,
+        "ms": round(result.best_ms, 6),
+        "default_ms": None if result.default_ms is None else round(result.default_ms, 6),
+        "timed": "forward+backward" if backward else "forward",
+        "candidates_tried": result.tried,
+        "rejected": len(result.rejected),
+        "stopped_by": result.stopped_by,
+        "checked_tokens": list(checked),
+    }
+
+
+def _no_winner(result: SearchResult) -> str:
+    why = "; ".join(f"{cfg}: {reason}" for cfg, reason in result.rejected[:3])
+    return f"no config passed the parity check ({result.tried} tried; {why})"
+
+
+def run_job(job: TuneJob, on_trial: Callable[[str, Trial, Trial | None, int, int], None] | None = None) -> JobResult:
+    """Tune job.kernels for job.bucket; on_trial(kernel, trial, best, n, planned) reports progress."""
+    start = time.perf_counter()
+    run_setup(job.setup, job.setup_paths)
+    device = torch.device(job.device)
+    result = JobResult(job, device_info(device).as_dict())
+    info = registry.get(job.impl)
+    spec, bucket = job.spec, job.bucket
+    weights = tuning_weights(spec, device)
+    timer = _Timer(info, weights, bucket, device)
+    checks = {False: _ForwardCheck(info, weights, bucket, device), True: _GradCheck(info, weights, bucket, device)}
+    reference_errors: dict[bool, str] = {}
+    chosen = {t.kernel: t.default(spec, bucket) for t in tunables(job.impl)}
+    chosen.update(job.fixed)
+
+    for kernel in job.kernels:
+        kernel_def = tunable(job.impl, kernel)
+        space = kernel_def.space(spec, bucket)
+        if not space:
+            result.outcomes.append(KernelOutcome(kernel, skipped=f"no candidates at T={bucket}"))
+            continue
+        if kernel_def.active is not None and not kernel_def.active(chosen):
+            result.outcomes.append(KernelOutcome(kernel, skipped="does not run under the chosen configs"))
+            continue
+        backward = kernel_def.backward
+        check = checks[backward]
+        if backward not in reference_errors:
+            try:
+                check.prepare()
+                reference_errors[backward] = ""
+            except Exception as exc:
+                reference_errors[backward] = f"fp64 reference failed: {type(exc).__name__}: {exc}"
+        if reference_errors[backward]:
+            result.outcomes.append(KernelOutcome(kernel, error=reference_errors[backward]))
+            continue
+        timed = timer.backward_ms if backward else timer.forward_ms
+
+        def measure(config: dict, kernel: str = kernel, timed=timed) -> float:
+            return timed({**chosen, kernel: config})
+
+        def accept(config: dict, kernel: str = kernel, check=check) -> str | None:
+            return check({**chosen, kernel: config})
+
+        def report(trial: Trial, best: Trial | None, n: int, planned: int, kernel: str = kernel) -> None:
+            if on_trial is not None:
+                on_trial(kernel, trial, best, n, planned)
+
+        search = Search(
+            space, chosen[kernel], measure, budget_s=job.budget_s, max_configs=job.max_configs, on_trial=report
+        )
+        found = search.run(accept)
+        if found.best is None:
+            result.outcomes.append(KernelOutcome(kernel, error=_no_winner(found)))
+            continue
+        chosen[kernel] = found.best
+        result.outcomes.append(KernelOutcome(kernel, entry=_entry(found, check.tokens, backward)))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def failed_result(job: TuneJob, exc: BaseException) -> JobResult:
+    """The result of a job that raised (or whose worker died): nothing recorded, the reason kept."""
+    detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    return JobResult(job, {"key": "unknown"}, error=detail)
+
+
+def run_job_safely(job: TuneJob, on_trial=None) -> JobResult:
+    """run_job, with any failure returned as the job's error (workers must not die on one job)."""
+    try:
+        return run_job(job, on_trial)
+    except Exception as exc:
+        return failed_result(job, exc)

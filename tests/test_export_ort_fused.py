@@ -1,0 +1,96 @@
+"""ONNX Runtime fused flavour: com.microsoft.MoE contract, routing mapping, refusals, CPU parity."""
+
+import pytest
+import torch
+
+pytest.importorskip("onnx", reason="needs onnx (pip install 'moebench[export]')")
+pytest.importorskip("onnxruntime", reason="needs onnxruntime (pip install 'moebench[export]')")
+
+from moebench.export.check import check_onnx, trt_issues  # noqa: E402
+from moebench.export.file_parity import check_cases, input_cases  # noqa: E402
+from moebench.export.ort_fused import (  # noqa: E402
+    LAYOUT_CANONICAL,
+    build_ort_fused,
+    fused_weight_layout,
+    fused_weights,
+    unsupported_reason,
+)
+from moebench.export.ort_runner import OrtMoE  # noqa: E402
+
+from moebench.errors import MoEInputError  # noqa: E402
+from moebench.presets import get_preset  # noqa: E402
+from moebench.spec import RouterSpec  # noqa: E402
+from moebench.weights import random_weights  # noqa: E402
+
+# softmax presets, plus tiny-many: sigmoid + renormalise, expressed exactly through log-sigmoid logits
+EXPRESSIBLE = ("tiny", "tiny-odd", "tiny-k-eq-e", "tiny-relu", "tiny-many")
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "fp16"])
+@pytest.mark.parametrize("preset", EXPRESSIBLE)
+def test_fused_parity_on_cpu_provider(preset, dtype):
+    weights = random_weights(get_preset(preset, dtype), seed=21)
+    model = build_ort_fused(weights)
+    check_onnx(model)
+    kinds = {n.op_type: n.domain for n in model.graph.node}
+    assert kinds["MoE"] == "com.microsoft"
+    results = check_cases(OrtMoE(model, "cpu").run, weights, input_cases(weights, tokens=(1, 5, 37), seed=77))
+    failed = [f"{r.case}: {r.error or r.result}" for r in results if not r.ok]
+    assert not failed, failed
+
+
+def test_fused_attributes_give_plain_swiglu():
+    model = build_ort_fused(random_weights(get_preset("tiny", "fp32")))
+    moe = next(n for n in model.graph.node if n.op_type == "MoE")
+    attrs = {a.name: a for a in moe.attribute}
+    assert attrs["activation_type"].s == b"swiglu"
+    assert attrs["swiglu_fusion"].i == 1  # interleaved: the only layout ORT's CPU kernel accepts
+    assert attrs["activation_alpha"].f == 1.0 and attrs["activation_beta"].f == 0.0
+    assert "swiglu_limit" not in attrs  # no clamp
+    assert attrs["k"].i == 2 and attrs["normalize_routing_weights"].i == 1
+    assert list(moe.input) == ["x", "logits", "fc1", "", "fc2"]  # fp32: logits go in uncast
+
+
+def test_renormalize_maps_to_normalize_routing_weights():
+    model = build_ort_fused(random_weights(get_preset("tiny-odd", "fp32")))  # softmax, no renorm
+    moe = next(n for n in model.graph.node if n.op_type == "MoE")
+    assert next(a.i for a in moe.attribute if a.name == "normalize_routing_weights") == 0
+
+
+def test_swiglu_rows_are_interleaved_from_canonical_gate_up():
+    spec = get_preset("tiny", "fp32")
+    weights = random_weights(spec)
+    fc1 = fused_weights(weights, LAYOUT_CANONICAL)["fc1"]
+    i = spec.intermediate
+    assert torch.equal(fc1[:, 0::2], weights.w1[:, :i])  # gate rows
+    assert torch.equal(fc1[:, 1::2], weights.w1[:, i:])  # up rows
+    assert fused_weight_layout() == LAYOUT_CANONICAL  # onnxruntime installed here documents fc1 [E, G*I, H]
+
+
+def test_sigmoid_without_renorm_is_refused():
+    spec = get_preset("tiny-many", "fp32").replace(router=RouterSpec("sigmoid", renormalize=False))
+    assert "sigmoid" in unsupported_reason(spec)
+    with pytest.raises(MoEInputError, match="router: com.microsoft.MoE applies softmax"):
+        build_ort_fused(random_weights(spec))
+
+
+def test_exact_gelu_is_refused():
+    with pytest.raises(MoEInputError, match="tanh approximation"):
+        build_ort_fused(random_weights(get_preset("tiny-gelu", "fp32")))
+
+
+def test_sigmoid_renorm_uses_log_sigmoid_router_input():
+    model = build_ort_fused(random_weights(get_preset("tiny-many", "fp16")))
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.index("Softplus") < ops.index("MoE")
+
+
+def test_fused_graph_is_flagged_for_tensorrt():
+    issues = trt_issues(build_ort_fused(random_weights(get_preset("tiny", "fp32"))))
+    assert any("com.microsoft" in i.problem for i in issues)
+
+
+def test_fused_empty_input():
+    spec = get_preset("tiny", "fp16")
+    y = OrtMoE(build_ort_fused(random_weights(spec)), "cpu").run(torch.empty(0, spec.hidden, dtype=torch.float16))
+    assert y.shape == (0, spec.hidden)
