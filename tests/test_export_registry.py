@@ -40,10 +40,12 @@ def test_ort_cpu_entries_list_no_bf16():
 
 
 def test_fused_entry_exposes_spec_reason():
-    fn = registry.get("ort-cpu:ort-fused").fn
+    info = registry.get("ort-cpu:ort-fused")
     pytest.importorskip("onnx", reason="needs onnx")
-    assert fn.spec_unsupported(get_preset("tiny-gelu")) is not None
-    assert fn.spec_unsupported(get_preset("tiny-many")) is None
+    assert "gelu" in info.spec_unsupported(get_preset("tiny-gelu", "fp32")).lower()
+    assert info.spec_unsupported(get_preset("tiny-many", "fp32")) is None
+    assert "bfloat16" in info.spec_unsupported(get_preset("tiny-many", "bf16"))
+    assert registry.get("ort-cpu:portable").spec_unsupported(get_preset("tiny-gelu", "fp32")) is None
 
 
 @pytest.mark.parametrize("name", ["ort-cpu:portable", "ort-cpu:ort-fused"])
