@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
-from moebench.export import trt_ops
 from onnx import TensorProto
 
 from moebench.errors import MoEInputError
+from moebench.export import trt_ops
 
 
 class TrtCompatibilityError(MoEInputError):

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
-from moebench.export import check, onnx_io
-from moebench.export.graph_common import MIN_OPSET
 
 from moebench.errors import MoEInputError
+from moebench.export import check, onnx_io
+from moebench.export.graph_common import MIN_OPSET
 from moebench.weights import MoEWeights
 
 FLAVORS = ("portable", "ort-fused")

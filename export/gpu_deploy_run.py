@@ -79,10 +79,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args, work: Path, log, rows: list[dict], *, ort_ok: bool) -> None:
     import onnxruntime as ort
-    from moebench.export.exporter import export_onnx
-    from moebench.export.ort_fused import unsupported_reason
-    from moebench.export.portable import useful_flop_ratio
-    from moebench.export.tensorrt_engine import tensorrt_missing
 
     from moebench import registry
     from moebench.bench import (
@@ -94,6 +90,10 @@ def _run(args, work: Path, log, rows: list[dict], *, ort_ok: bool) -> None:
         measure_callable,
     )
     from moebench.ceilings import measure_ceilings
+    from moebench.export.exporter import export_onnx
+    from moebench.export.ort_fused import unsupported_reason
+    from moebench.export.portable import useful_flop_ratio
+    from moebench.export.tensorrt_engine import tensorrt_missing
     from moebench.parity import compare
     from moebench.presets import get_preset
     from moebench.reference import reference_moe

@@ -33,6 +33,9 @@ import re
 
 import onnx
 import torch
+from onnx import TensorProto, helper
+
+from moebench.errors import MoEInputError
 from moebench.export.graph_common import (
     INPUT_NAME,
     MIN_OPSET,
@@ -44,9 +47,6 @@ from moebench.export.graph_common import (
     spec_metadata,
     token_tensor_info,
 )
-from onnx import TensorProto, helper
-
-from moebench.errors import MoEInputError
 from moebench.spec import MoESpec
 from moebench.weights import MoEWeights
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import onnx
 import torch
-from moebench.export.graph_common import INPUT_NAME, ONNX_DTYPES, OUTPUT_NAME
 
 from moebench.errors import MoEInputError
+from moebench.export.graph_common import INPUT_NAME, ONNX_DTYPES, OUTPUT_NAME
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 

@@ -29,6 +29,8 @@ import math
 
 import onnx
 import torch
+from onnx import TensorProto, helper
+
 from moebench.export.graph_common import (
     INPUT_NAME,
     MIN_OPSET,
@@ -42,8 +44,6 @@ from moebench.export.graph_common import (
     spec_metadata,
     token_tensor_info,
 )
-from onnx import TensorProto, helper
-
 from moebench.weights import MoEWeights
 
 FLAVOR = "portable"

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from moebench.export.graph_common import INPUT_NAME, OUTPUT_NAME
 
 from moebench.errors import MoEInputError
+from moebench.export.graph_common import INPUT_NAME, OUTPUT_NAME
 
 DEFAULT_WORKSPACE_BYTES = 8 << 30
 

@@ -7,7 +7,9 @@ Where each product of the layer lives (S = block-sparse hidden activation, D = d
   backward  d(pre) = act'(pre) * (w * dy_sorted . W2) on the same blocks   SDD  bsr_sdd.sdd_backward_kernel
             dx_pair = d(pre) . W1                                          DSD  bsr_dsd.dsd_kernel
             dW2 = h^T . (w * dy per pair), dW1 = d(pre)^T . x_sorted     S^T D  bsr_wgrad.sparse_t_dense_kernel
-Tuning spaces: bsr_space. Activation code: bsr_common.
+Tile products go through matmul.mma (launchers pass interpreter.dot_flags) and every fp32 value is
+stored through rounding.cast_for_store (launchers pass interpreter.store_flags for the stored dtype):
+the Triton interpreter's bf16 workarounds. Tuning spaces: bsr_space. Activation code: bsr_common.
 """
 
 from moebench.kernels.bsr_common import ACTIVATION_CODES

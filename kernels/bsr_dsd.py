@@ -14,7 +14,9 @@ pair's row is written exactly once, so no atomics and the result is deterministi
 
 import triton
 import triton.language as tl
+
 from moebench.kernels.matmul import mma
+from moebench.kernels.rounding import cast_for_store
 
 
 @triton.jit
@@ -42,6 +44,7 @@ def dsd_kernel(
     BLOCK_K: tl.constexpr,
     UPCAST_BF16: tl.constexpr,
     FP32_IEEE: tl.constexpr,
+    ROUND_BF16: tl.constexpr,
 ):
     SUB_M: tl.constexpr = BLOCK // BLOCK_M
     pid_m = tl.program_id(0)
@@ -78,7 +81,7 @@ def dsd_kernel(
     if APPLY_WEIGHT:
         acc = acc * tl.load(topk_weight_ptr + safe_pair, mask=row_ok, other=0.0)[:, None]
     out_ptrs = out_ptr + safe_pair[:, None] * stride_out + offs_n[None, :]
-    tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & n_ok[None, :])
+    tl.store(out_ptrs, cast_for_store(acc, out_ptr, ROUND_BF16), mask=row_ok[:, None] & n_ok[None, :])
 
 
 @triton.jit
@@ -94,6 +97,7 @@ def combine_kernel(
     APPLY_WEIGHT: tl.constexpr,
     BLOCK_T: tl.constexpr,
     BLOCK_N: tl.constexpr,
+    ROUND_BF16: tl.constexpr,
 ):
     offs_t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -108,4 +112,6 @@ def combine_kernel(
         if APPLY_WEIGHT:
             rows = rows * tl.load(topk_weight_ptr + pair, mask=t_ok, other=0.0)[:, None]
         acc += rows
-    tl.store(out_ptr + tokens[:, None] * stride_out + offs_n[None, :], acc.to(out_ptr.dtype.element_ty), mask=mask)
+    tl.store(
+        out_ptr + tokens[:, None] * stride_out + offs_n[None, :], cast_for_store(acc, out_ptr, ROUND_BF16), mask=mask
+    )

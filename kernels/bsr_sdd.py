@@ -16,8 +16,10 @@ Padding rows (row_to_pair = -1) and padding columns (>= I) are written as exact 
 
 import triton
 import triton.language as tl
+
 from moebench.kernels.bsr_common import activation_backward, activation_forward
 from moebench.kernels.matmul import mma
+from moebench.kernels.rounding import cast_for_store
 
 
 @triton.jit
@@ -48,6 +50,7 @@ def sdd_forward_kernel(
     BLOCK_K: tl.constexpr,
     UPCAST_BF16: tl.constexpr,
     FP32_IEEE: tl.constexpr,
+    ROUND_BF16: tl.constexpr,
 ):
     # program -> (block b, sub-tile); sub-tiles of one block are adjacent programs
     SUB_M: tl.constexpr = BLOCK // BLOCK_M
@@ -88,11 +91,11 @@ def sdd_forward_kernel(
     keep = row_ok[:, None] & col_ok[None, :]
     h = tl.where(keep, activation_forward(acc_gate, acc_up, ACTIVATION), 0.0)
     tile = b * (BLOCK * BLOCK) + offs_m[:, None] * BLOCK + offs_n[None, :]  # inside block b by construction
-    tl.store(h_ptr + tile, h.to(h_ptr.dtype.element_ty))
+    tl.store(h_ptr + tile, cast_for_store(h, h_ptr, ROUND_BF16))
     if SAVE_PRE:
-        tl.store(pre_gate_ptr + tile, tl.where(keep, acc_gate, 0.0).to(pre_gate_ptr.dtype.element_ty))
+        tl.store(pre_gate_ptr + tile, cast_for_store(tl.where(keep, acc_gate, 0.0), pre_gate_ptr, ROUND_BF16))
         if GATED:
-            tl.store(pre_up_ptr + tile, tl.where(keep, acc_up, 0.0).to(pre_up_ptr.dtype.element_ty))
+            tl.store(pre_up_ptr + tile, cast_for_store(tl.where(keep, acc_up, 0.0), pre_up_ptr, ROUND_BF16))
 
 
 @triton.jit
@@ -123,6 +126,7 @@ def sdd_backward_kernel(
     BLOCK_K: tl.constexpr,
     UPCAST_BF16: tl.constexpr,
     FP32_IEEE: tl.constexpr,
+    ROUND_BF16: tl.constexpr,
 ):
     # program -> (block b, sub-tile); sub-tiles of one block are adjacent programs
     SUB_M: tl.constexpr = BLOCK // BLOCK_M
@@ -167,6 +171,6 @@ def sdd_backward_kernel(
         up = gate
     d_gate, d_up = activation_backward(gate, up, dh, ACTIVATION)
     keep = row_ok[:, None] & col_ok[None, :]
-    tl.store(dpre_gate_ptr + tile, tl.where(keep, d_gate, 0.0).to(dpre_gate_ptr.dtype.element_ty))
+    tl.store(dpre_gate_ptr + tile, cast_for_store(tl.where(keep, d_gate, 0.0), dpre_gate_ptr, ROUND_BF16))
     if GATED:
-        tl.store(dpre_up_ptr + tile, tl.where(keep, d_up, 0.0).to(dpre_up_ptr.dtype.element_ty))
+        tl.store(dpre_up_ptr + tile, cast_for_store(tl.where(keep, d_up, 0.0), dpre_up_ptr, ROUND_BF16))

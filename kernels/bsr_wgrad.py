@@ -19,7 +19,9 @@ weight gradients are deterministic (no atomics). Experts with no token get exact
 
 import triton
 import triton.language as tl
+
 from moebench.kernels.matmul import mma
+from moebench.kernels.rounding import cast_for_store
 
 
 @triton.jit
@@ -46,6 +48,7 @@ def sparse_t_dense_kernel(
     BLOCK_K: tl.constexpr,
     UPCAST_BF16: tl.constexpr,
     FP32_IEEE: tl.constexpr,
+    ROUND_BF16: tl.constexpr,
 ):
     SUB_M: tl.constexpr = BLOCK // BLOCK_M
     pid_c = tl.program_id(0)
@@ -80,6 +83,6 @@ def sparse_t_dense_kernel(
     out_rows = (g * inter + i).to(tl.int64)
     tl.store(
         out_ptr + expert * stride_oe + out_rows[:, None] * stride_oi + offs_n[None, :].to(tl.int64) * stride_on,
-        acc.to(out_ptr.dtype.element_ty),
+        cast_for_store(acc, out_ptr, ROUND_BF16),
         mask=(i < inter)[:, None] & n_ok[None, :],
     )

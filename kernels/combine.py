@@ -6,7 +6,8 @@ H); each output element is written exactly once, no atomics, so the result is bi
 
 import triton
 import triton.language as tl
-from moebench.kernels.rounding import to_output
+
+from moebench.kernels.rounding import cast_for_store
 
 
 @triton.jit
@@ -27,4 +28,4 @@ def combine_kernel(
     for slot in range(0, top_k):
         row = token * top_k + slot
         acc += tl.load(y_ptr + row * stride_yt + offs, mask=ok, other=0.0).to(tl.float32)
-    tl.store(out_ptr + token * stride_ot + offs, to_output(acc, ROUND_BF16).to(out_ptr.dtype.element_ty), mask=ok)
+    tl.store(out_ptr + token * stride_ot + offs, cast_for_store(acc, out_ptr, ROUND_BF16), mask=ok)

@@ -13,8 +13,9 @@ launcher uses this path for small T*k only).
 
 import triton
 import triton.language as tl
+
 from moebench.kernels.grouped_tiles import ACT_SWIGLU, activation_epilogue, down_tile, gate_up_tile
-from moebench.kernels.rounding import to_output
+from moebench.kernels.rounding import cast_for_store
 
 
 @triton.jit
@@ -93,7 +94,7 @@ def decode_gate_up_kernel(
             h_ptrs = h_ptr + pairs.to(tl.int64)[:, None] * stride_ht + offs_n[None, :]
             tl.store(
                 h_ptrs,
-                to_output(h, ROUND_BF16).to(h_ptr.dtype.element_ty),
+                cast_for_store(h, h_ptr, ROUND_BF16),
                 mask=mine[:, None] & (offs_n < inter)[None, :],
             )
 
@@ -156,6 +157,6 @@ def decode_down_kernel(
             y_ptrs = y_ptr + rows[:, None] * stride_yt + offs_n[None, :]
             tl.store(
                 y_ptrs,
-                to_output(y, ROUND_BF16).to(y_ptr.dtype.element_ty),
+                cast_for_store(y, y_ptr, ROUND_BF16),
                 mask=mine[:, None] & (offs_n < hidden)[None, :],
             )

@@ -15,8 +15,9 @@ index and a stride can pass 2**31 (expert * stride_e, token * stride, row * stri
 
 import triton
 import triton.language as tl
+
 from moebench.kernels.grouped_tiles import ACT_SWIGLU, activation_epilogue, down_tile, gate_up_tile, swizzle_pid
-from moebench.kernels.rounding import to_output
+from moebench.kernels.rounding import cast_for_store
 
 
 @triton.jit
@@ -80,9 +81,7 @@ def grouped_gate_up_kernel(
     )
     h = activation_epilogue(gate, up, ACTIVATION)
     h_ptrs = h_ptr + rows.to(tl.int64)[:, None] * stride_ht + offs_n[None, :]
-    tl.store(
-        h_ptrs, to_output(h, ROUND_BF16).to(h_ptr.dtype.element_ty), mask=row_ok[:, None] & (offs_n < inter)[None, :]
-    )
+    tl.store(h_ptrs, cast_for_store(h, h_ptr, ROUND_BF16), mask=row_ok[:, None] & (offs_n < inter)[None, :])
 
 
 @triton.jit
@@ -144,6 +143,4 @@ def grouped_down_kernel(
     weight = tl.load(topk_weights_ptr + pairs, mask=row_ok, other=0.0)
     y = acc * weight[:, None]
     y_ptrs = y_ptr + pairs.to(tl.int64)[:, None] * stride_yt + offs_n[None, :]
-    tl.store(
-        y_ptrs, to_output(y, ROUND_BF16).to(y_ptr.dtype.element_ty), mask=row_ok[:, None] & (offs_n < hidden)[None, :]
-    )
+    tl.store(y_ptrs, cast_for_store(y, y_ptr, ROUND_BF16), mask=row_ok[:, None] & (offs_n < hidden)[None, :])

@@ -6,13 +6,16 @@
 - `activation_epilogue`: silu(gate) * up, exact-erf GELU or ReLU, in fp32.
 
 Every tile product goes through `mma` (moebench.kernels.matmul) so the interpreter's bf16 dot bug
-workaround applies. Masks: A rows by `row_ok` (padding rows, pairs of other experts) and, unless
-EVEN_K (K % BLOCK_K == 0), the K tail. Weight columns are never masked on load: callers pass
-column offsets taken modulo N (always in bounds) and mask the store instead.
+workaround applies; the kernels using these tiles store through `cast_for_store`
+(moebench.kernels.rounding) for the interpreter's truncating bf16 cast. Masks: A rows by `row_ok`
+(padding rows, pairs of other experts) and, unless EVEN_K (K % BLOCK_K == 0), the K tail. Weight
+columns are never masked on load: callers pass column offsets taken modulo N (always in bounds) and
+mask the store instead.
 """
 
 import triton
 import triton.language as tl
+
 from moebench.kernels.matmul import mma
 
 # activation codes (constexpr): the launcher maps spec.activation to these

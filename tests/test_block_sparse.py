@@ -10,6 +10,7 @@ from moebench.blocksparse import ops
 from moebench.blocksparse.layer import resolve_configs
 from moebench.blocksparse.topology import build_topology, max_row_blocks_bound
 from moebench.errors import MoEInputError
+from moebench.kernels.interpreter import bf16_cast_truncates, interpreting, store_flags
 from moebench.parity import Case, compare, edge_cases, make_case_inputs, run_case
 from moebench.presets import get_preset
 from moebench.reference import reference_moe
@@ -221,6 +222,24 @@ def test_inference_and_training_paths_agree_and_out_is_written():
     torch.testing.assert_close(training.detach(), inference, rtol=1e-6, atol=1e-6)
     training.sum().backward()
     assert x_leaf.grad is not None and x_leaf.grad.isfinite().all()
+
+
+# ---------------------------------------------------------------- bf16 stores
+
+
+def test_bf16_stores_round_to_nearest_even(device):
+    """bf16 outputs are torch's round-to-nearest-even of the fp32 values, ties included. Under the
+    Triton 3.9 interpreter (its fp32->bf16 cast truncates) that takes the ROUND_BF16 workaround."""
+    if interpreting() and bf16_cast_truncates():
+        assert store_flags(torch.bfloat16)["ROUND_BF16"] and not store_flags(torch.float32)["ROUND_BF16"]
+    num_tokens, hidden = 7, 40
+    pair_rows = torch.randn(num_tokens * 2, hidden, generator=torch.Generator().manual_seed(SEED))
+    ties = 1.0 + torch.tensor([1.0, 3.0, 5.0, 7.0]) * 2.0**-8  # halfway between two bf16 values
+    pair_rows[0, :4], pair_rows[1, :4] = ties, 0.0
+    pair_rows = pair_rows.to(device)
+    out = torch.empty(num_tokens, hidden, dtype=torch.bfloat16, device=device)
+    ops.combine(pair_rows, None, out, top_k=2)  # fp32 sum of the two slots, stored as bf16
+    assert torch.equal(out, (pair_rows[0::2] + pair_rows[1::2]).to(torch.bfloat16))
 
 
 # ---------------------------------------------------------------- tunables

@@ -4,11 +4,11 @@ import pytest
 
 onnx = pytest.importorskip("onnx", reason="needs onnx (pip install 'moebench[export]')")
 
+from onnx import TensorProto, helper  # noqa: E402
+
 from moebench.export import trt_ops  # noqa: E402
 from moebench.export.check import TrtCompatibilityError, check_onnx, check_trt_compatible, trt_issues  # noqa: E402
 from moebench.export.portable import build_portable  # noqa: E402
-from onnx import TensorProto, helper  # noqa: E402
-
 from moebench.presets import get_preset  # noqa: E402
 from moebench.weights import random_weights  # noqa: E402
 

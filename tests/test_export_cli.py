@@ -5,9 +5,8 @@ import pytest
 pytest.importorskip("onnx", reason="needs onnx (pip install 'moebench[export]')")
 pytest.importorskip("onnxruntime", reason="needs onnxruntime (pip install 'moebench[export]')")
 
-from moebench.export.exporter import read_metadata  # noqa: E402
-
 from moebench.cli import main  # noqa: E402
+from moebench.export.exporter import read_metadata  # noqa: E402
 from moebench.results import read_rows  # noqa: E402
 
 

@@ -6,13 +6,12 @@ import torch
 onnx = pytest.importorskip("onnx", reason="needs onnx (pip install 'moebench[export]')")
 pytest.importorskip("onnxruntime", reason="needs onnxruntime (pip install 'moebench[export]')")
 
+from moebench.errors import MoEInputError  # noqa: E402
 from moebench.export.check import check_onnx, trt_issues  # noqa: E402
 from moebench.export.exporter import export_onnx, read_metadata  # noqa: E402
 from moebench.export.onnx_io import initializer_bytes, load_model, save_model, uses_external_data  # noqa: E402
 from moebench.export.ort_runner import OrtMoE  # noqa: E402
 from moebench.export.portable import build_portable  # noqa: E402
-
-from moebench.errors import MoEInputError  # noqa: E402
 from moebench.presets import get_preset  # noqa: E402
 from moebench.weights import random_inputs, random_weights  # noqa: E402
 

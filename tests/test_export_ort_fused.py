@@ -6,6 +6,7 @@ import torch
 pytest.importorskip("onnx", reason="needs onnx (pip install 'moebench[export]')")
 pytest.importorskip("onnxruntime", reason="needs onnxruntime (pip install 'moebench[export]')")
 
+from moebench.errors import MoEInputError  # noqa: E402
 from moebench.export.check import check_onnx, trt_issues  # noqa: E402
 from moebench.export.file_parity import check_cases, input_cases  # noqa: E402
 from moebench.export.ort_fused import (  # noqa: E402
@@ -16,8 +17,6 @@ from moebench.export.ort_fused import (  # noqa: E402
     unsupported_reason,
 )
 from moebench.export.ort_runner import OrtMoE  # noqa: E402
-
-from moebench.errors import MoEInputError  # noqa: E402
 from moebench.presets import get_preset  # noqa: E402
 from moebench.spec import RouterSpec  # noqa: E402
 from moebench.weights import random_weights  # noqa: E402

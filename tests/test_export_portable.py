@@ -6,13 +6,12 @@ import torch
 pytest.importorskip("onnx", reason="needs onnx (pip install 'moebench[export]')")
 ort = pytest.importorskip("onnxruntime", reason="needs onnxruntime (pip install 'moebench[export]')")
 
+from moebench.errors import MoEInputError  # noqa: E402
 from moebench.export.check import check_onnx, trt_issues  # noqa: E402
 from moebench.export.file_parity import check_cases, input_cases  # noqa: E402
 from moebench.export.graph_common import metadata_of, spec_from_metadata  # noqa: E402
 from moebench.export.ort_runner import OrtMoE  # noqa: E402
 from moebench.export.portable import build_portable, useful_flop_ratio  # noqa: E402
-
-from moebench.errors import MoEInputError  # noqa: E402
 from moebench.presets import TINY_PRESETS, get_preset  # noqa: E402
 from moebench.routing import route  # noqa: E402
 from moebench.weights import random_weights  # noqa: E402

@@ -5,9 +5,8 @@ import torch
 
 pytest.importorskip("onnx", reason="needs onnx (pip install 'moebench[export]')")
 
-from moebench.export.tensorrt_engine import TokenProfile, tensorrt_missing  # noqa: E402
-
 from moebench.errors import MoEInputError  # noqa: E402
+from moebench.export.tensorrt_engine import TokenProfile, tensorrt_missing  # noqa: E402
 from moebench.presets import get_preset  # noqa: E402
 from moebench.weights import random_weights  # noqa: E402
 

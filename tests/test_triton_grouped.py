@@ -13,10 +13,10 @@ import os
 
 import pytest
 import torch
-from moebench.kernels import grouped_space as space
 
 from moebench import registry
 from moebench.errors import MoEInputError
+from moebench.kernels import grouped_space as space
 from moebench.parity import Case, compare, edge_cases, make_case_inputs, random_cases, run_case
 from moebench.presets import REAL_PRESETS, get_preset
 from moebench.reference import reference_moe
@@ -26,13 +26,17 @@ from moebench.weights import random_inputs, random_weights
 
 pytest.importorskip("triton")
 
-from moebench.kernels.interpreter import bf16_dot_broken, dot_flags, interpreting  # noqa: E402
-from moebench.kernels.rounding import bf16_cast_truncates, round_flags  # noqa: E402
-
 from moebench.grouped import align as align_mod  # noqa: E402
 from moebench.grouped.align import align_pairs, max_blocks_for  # noqa: E402
 from moebench.grouped.compile_check import record_launches  # noqa: E402
 from moebench.grouped.config import check_tile_config, resolve_launch_configs  # noqa: E402
+from moebench.kernels.interpreter import (  # noqa: E402
+    bf16_cast_truncates,
+    bf16_dot_broken,
+    dot_flags,
+    interpreting,
+    store_flags,
+)
 
 IMPL = "triton_grouped"
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -115,7 +119,7 @@ def test_bf16_workarounds_active_under_interpreter():
     assert dot_flags(torch.bfloat16)["UPCAST_BF16"] is True
     assert dot_flags(torch.float16)["UPCAST_BF16"] is False
     assert bf16_cast_truncates(), "the interpreter rounds fp32->bf16 right now: the ROUND_BF16 workaround can go"
-    assert round_flags(torch.bfloat16)["ROUND_BF16"] is True
+    assert store_flags(torch.bfloat16)["ROUND_BF16"] is True
     # every launched kernel that multiplies tiles gets the flags (both paths)
     spec = get_preset("tiny", "bf16")
     w = random_weights(spec)

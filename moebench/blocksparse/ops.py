@@ -4,6 +4,8 @@ Every launcher takes the resolved config of its kernel ({BLOCK_M, BLOCK_N, BLOCK
 num_stages}); tiles along a block dimension are clamped to the block size, tiles along the hidden
 size to its next power of two (both at least 16, tl.dot's minimum). Grids use the topology's
 host-side bounds; programs past the used part exit at once. Nothing here reads device values.
+Every launch passes the interpreter workaround flags: `dot_flags` of the operand dtype and
+`store_flags` of the dtype the kernel stores (see moebench.kernels.interpreter).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from moebench.kernels.bsr_dsd import combine_kernel, dsd_kernel
 from moebench.kernels.bsr_sdd import sdd_backward_kernel, sdd_forward_kernel
 from moebench.kernels.bsr_space import TILE_AXES, next_power_of_2
 from moebench.kernels.bsr_wgrad import sparse_t_dense_kernel
-from moebench.kernels.interpreter import dot_flags
+from moebench.kernels.interpreter import dot_flags, store_flags
 from moebench.spec import MoESpec
 
 COMBINE_TILE_ELEMENTS = 4096  # elements per combine program (BLOCK_T * BLOCK_N)
@@ -59,7 +61,7 @@ def sdd_forward(
         spec.hidden, spec.intermediate, topo.top_k, topo.blocks_per_row,
         x.stride(0), w1.stride(0), w1.stride(1), w1.stride(2), spec.intermediate * w1.stride(1),
         BLOCK=b, GATED=spec.gated, ACTIVATION=ACTIVATION_CODES[spec.activation], SAVE_PRE=save_pre,
-        **p, **dot_flags(x.dtype),
+        **p, **dot_flags(x.dtype), **store_flags(h.dtype),
     )  # fmt: skip
     return h, pre
 
@@ -81,7 +83,7 @@ def sdd_backward(
         spec.hidden, spec.intermediate, topo.top_k, topo.blocks_per_row,
         dy.stride(0), w2.stride(0), w2.stride(1), w2.stride(2),
         BLOCK=b, GATED=spec.gated, ACTIVATION=ACTIVATION_CODES[spec.activation],
-        **p, **dot_flags(dy.dtype),
+        **p, **dot_flags(dy.dtype), **store_flags(dpre.dtype),
     )  # fmt: skip
     return dpre
 
@@ -117,7 +119,7 @@ def dsd(
         spec.hidden, spec.intermediate, topo.blocks_per_row, slices.stride(0),
         *dense_strides, out.stride(0),
         NUM_SLICES=slices.shape[0], APPLY_WEIGHT=topk_weights is not None, BLOCK=b,
-        **p, **dot_flags(blocks.dtype),
+        **p, **dot_flags(blocks.dtype), **store_flags(out.dtype),
     )  # fmt: skip
     return out
 
@@ -134,6 +136,7 @@ def combine(pair_rows: torch.Tensor, topk_weights: torch.Tensor | None, out: tor
         pair_rows, topk_weights if topk_weights is not None else pair_rows, out,
         num_tokens, n, pair_rows.stride(0), out.stride(0),
         TOP_K=top_k, APPLY_WEIGHT=topk_weights is not None, BLOCK_T=block_t, BLOCK_N=block_n,
+        **store_flags(out.dtype),
     )  # fmt: skip
     return out
 
@@ -161,7 +164,7 @@ def weight_grad(
         slices, dense, topo.row_to_pair, topo.column_offsets_t, topo.block_index_t, topo.block_rows_t, out,
         spec.hidden, spec.intermediate, rows_per_dense, topo.blocks_per_row, slices.stride(0),
         dense.stride(0), *out_strides,
-        BLOCK=b, **p, **dot_flags(blocks.dtype),
+        BLOCK=b, **p, **dot_flags(blocks.dtype), **store_flags(out.dtype),
     )  # fmt: skip
     return out
 

@@ -20,8 +20,7 @@ from moebench.grouped.align import align_pairs
 from moebench.kernels import combine as combine_kernels
 from moebench.kernels import decode as decode_kernels
 from moebench.kernels import grouped_gemm
-from moebench.kernels.interpreter import dot_flags
-from moebench.kernels.rounding import round_flags
+from moebench.kernels.interpreter import dot_flags, store_flags
 from moebench.spec import MoESpec
 
 ACTIVATION_CODES = {"swiglu": 0, "gelu": 1, "relu": 2}  # must match moebench.kernels.grouped_tiles
@@ -47,7 +46,7 @@ def combine(y: torch.Tensor, out: torch.Tensor, top_k: int) -> None:
     block_h = min(COMBINE_BLOCK_H, max(16, 1 << (hidden - 1).bit_length()))
     grid = (num_tokens, -(-hidden // block_h))
     combine_kernels.combine_kernel[grid](
-        y, out, hidden, top_k, y.stride(0), out.stride(0), BLOCK_H=block_h, **round_flags(out.dtype), num_warps=4
+        y, out, hidden, top_k, y.stride(0), out.stride(0), BLOCK_H=block_h, **store_flags(out.dtype), num_warps=4
     )
 
 
@@ -65,7 +64,7 @@ def grouped_ffn(
     num_tokens = x.shape[0]
     num_pairs = num_tokens * spec.top_k
     hidden, inter = spec.hidden, spec.intermediate
-    flags = {**dot_flags(x.dtype), **round_flags(x.dtype)}
+    flags = {**dot_flags(x.dtype), **store_flags(x.dtype)}
     align_m = gate_up_cfg["BLOCK_M"]
     aligned = align_pairs(topk_ids, spec.num_experts, align_m)
 
@@ -149,7 +148,7 @@ def decode_ffn(
     num_tokens = x.shape[0]
     num_pairs = num_tokens * spec.top_k
     hidden, inter = spec.hidden, spec.intermediate
-    flags = {**dot_flags(x.dtype), **round_flags(x.dtype)}
+    flags = {**dot_flags(x.dtype), **store_flags(x.dtype)}
     ids = topk_ids.reshape(-1).contiguous()
     by_expert = num_pairs > spec.num_experts
     programs = spec.num_experts if by_expert else num_pairs
