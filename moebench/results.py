@@ -29,6 +29,25 @@ def _triton_version() -> str:
         return "none"
 
 
+_COMMAND: list[str] | None = None
+
+
+def set_command(argv: list[str]) -> None:
+    """Record the command line that produced results (the CLI calls this with its own argv, so
+    in-process calls such as tests record `moebench ...`, not the host program's sys.argv)."""
+    global _COMMAND
+    _COMMAND = list(argv)
+
+
+def command_line() -> str:
+    argv = (
+        _COMMAND
+        if _COMMAND is not None
+        else ["moebench" if sys.argv[0].endswith("moebench") else sys.argv[0], *sys.argv[1:]]
+    )
+    return " ".join(shlex.quote(a) for a in argv)
+
+
 def environment(device: str | torch.device = "cpu") -> dict[str, str]:
     """Where and how a measurement was taken."""
     device = torch.device(device)
@@ -43,9 +62,7 @@ def environment(device: str | torch.device = "cpu") -> dict[str, str]:
         "triton": _triton_version(),
         "python": platform.python_version(),
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "command": " ".join(
-            shlex.quote(a) for a in ["moebench" if sys.argv[0].endswith("moebench") else sys.argv[0], *sys.argv[1:]]
-        ),
+        "command": command_line(),
     }
 
 

@@ -14,6 +14,7 @@ import sys
 import torch
 
 from moebench.errors import MoEInputError, UnknownImplementationError
+from moebench.results import set_command
 
 COMMANDS = ("list", "verify", "bench", "report", "tune", "export")
 
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    set_command(["moebench", *(sys.argv[1:] if argv is None else argv)])
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
