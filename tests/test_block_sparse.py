@@ -288,3 +288,15 @@ def test_gpu_forward_parity_without_host_sync_and_in_a_cuda_graph(block):
         graph.replay()
         torch.cuda.synchronize()
         assert compare(out, reference_moe(x, weights), spec.dtype).ok, case.name
+
+
+def test_backward_kernels_are_tuned_as_backward():
+    from moebench.blocksparse.tunables import BACKWARD_KERNELS, IMPL_NAME, ensure_registered
+    from moebench.kernels.bsr_space import KERNELS
+    from moebench.tuning import tunables
+
+    ensure_registered()
+    flags = {t.kernel: t.backward for t in tunables(IMPL_NAME)}
+    assert set(flags) == set(KERNELS)
+    assert set(KERNELS) >= BACKWARD_KERNELS
+    assert {k for k, is_bwd in flags.items() if is_bwd} == BACKWARD_KERNELS
