@@ -26,9 +26,9 @@ from moebench.weights import random_inputs, random_weights
 
 pytest.importorskip("triton")
 
+from moebench.compile_check import record_launches  # noqa: E402
 from moebench.grouped import align as align_mod  # noqa: E402
 from moebench.grouped.align import align_pairs, max_blocks_for  # noqa: E402
-from moebench.grouped.compile_check import record_launches  # noqa: E402
 from moebench.grouped.config import check_tile_config, resolve_launch_configs  # noqa: E402
 from moebench.kernels.interpreter import (  # noqa: E402
     bf16_cast_truncates,
@@ -392,7 +392,7 @@ def test_every_kernel_compiles_for_sm90_without_spills():
     if not hasattr(libtriton, "native_specialize_impl"):
         pytest.skip("this triton has no native_specialize_impl (compile_check needs it)")
     env = {**os.environ, "TRITON_INTERPRET": "0", "TRITON_DEFAULT_FP_FUSION": "1"}
-    cmd = [sys.executable, "-m", "moebench.grouped.compile_check", "--preset", "tiny", "--tokens", "1,40"]
+    cmd = [sys.executable, "-m", "moebench.compile_check", "--preset", "tiny", "--tokens", "1,40"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.startswith("T=")]
