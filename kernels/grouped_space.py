@@ -27,6 +27,7 @@ DECODE_MAX_PAIRS = 32  # default rule: the decode path runs when T * k <= this
 TARGET_PROGRAMS = 4 * 132  # decode: enough programs for 4 per SM on an H100 (132 SMs)
 MIN_SLAB_BYTES = 64 * 1024  # decode: weight bytes one program streams at least
 ACC_REGS_PER_THREAD = 128  # fp32 accumulator registers per thread we allow a tile to need
+DECODE_WGMMA_REGS_PER_THREAD = 112  # decode kernels, BLOCK_P >= 64: accumulators + A tile (ptxas -v)
 OPERAND_REGS_PER_THREAD = 72  # operand-tile registers per thread off the wgmma path (ptxas -v: 80 can spill)
 
 GATE_UP_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages")
@@ -88,11 +89,26 @@ def regs_fit(block_m: int, cfg: dict, gates: int, elem_bytes: int) -> bool:
     return not off_wgmma or operand_regs(block_m, bn, bk, gates, warps, elem_bytes) <= OPERAND_REGS_PER_THREAD
 
 
+def decode_wgmma_regs_fit(block_p: int, cfg: dict, gates: int, elem_bytes: int) -> bool:
+    """The decode kernels on the wgmma path (BLOCK_P >= 64) keep their gathered A tile in registers
+    beside the accumulators, and swiglu's epilogue holds both gate and up tiles. compile_check
+    --space (sm_90, gpt-oss and mixtral bf16) found 8 candidates spilling 52-476 bytes; this
+    bound, acc * (1.25 when gated) + A <= 112 registers per thread, drops exactly those 8 and
+    none of the ~790 decode candidates that compiled without spills."""
+    if block_p < 64:
+        return True
+    threads = 32 * cfg["num_warps"]
+    acc = acc_regs(block_p, cfg["BLOCK_N"], gates, cfg["num_warps"]) * (1.25 if gates > 1 else 1.0)
+    a_tile = block_p * cfg["BLOCK_K"] * elem_bytes / 4 / threads
+    return acc + a_tile <= DECODE_WGMMA_REGS_PER_THREAD
+
+
 def fits(block_m: int, cfg: dict, gates: int, elem_bytes: int) -> bool:
     """Shared memory within the per-block limit and no register spills expected (limits checked
-    against ptxas -v for sm_90 with moebench.compile_check). An estimate: `compile_check --space`
-    on mixtral bf16 found 5 of 528 candidates with small spills (4-28 bytes, decode kernels);
-    the tuner times those like any other, so a slow one just loses."""
+    against ptxas -v for sm_90 with moebench.compile_check). An estimate: beyond what
+    decode_wgmma_regs_fit drops, `compile_check --space` found 6 of ~800 decode candidates
+    (mixtral, gpt-oss, deepseek bf16) with small spills (4-28 bytes); the tuner times those
+    like any other, so a slow one just loses."""
     return smem_fits(block_m, cfg, gates, elem_bytes) and regs_fit(block_m, cfg, gates, elem_bytes)
 
 
@@ -282,7 +298,7 @@ def _decode_space(spec: MoESpec, num_tokens: int, n: int, k: int, gates: int) ->
             "num_stages": stages,
         }
         key = tuple(cfg.values())
-        if key in seen or not fits(block_p, cfg, gates, elem):
+        if key in seen or not fits(block_p, cfg, gates, elem) or not decode_wgmma_regs_fit(block_p, cfg, gates, elem):
             continue
         seen.add(key)
         out.append(cfg)

@@ -43,7 +43,7 @@ _LAUNCH_MODULES = {
         "moebench.kernels.decode",
         "moebench.kernels.combine",
     ),
-    "block_sparse": ("moebench.blocksparse.ops",),
+    "block_sparse": ("moebench.kernels.moe_align", "moebench.blocksparse.topology", "moebench.blocksparse.ops"),
 }
 IMPLS = tuple(_LAUNCH_MODULES)
 

@@ -8,8 +8,9 @@ import torch
 from moebench import registry
 from moebench.blocksparse import ops
 from moebench.blocksparse.layer import resolve_configs
-from moebench.blocksparse.topology import build_topology, max_row_blocks_bound
+from moebench.blocksparse.topology import build_topology, with_transposed
 from moebench.errors import MoEInputError
+from moebench.grouped.align import max_blocks_for
 from moebench.kernels.interpreter import bf16_cast_truncates, interpreting, store_flags
 from moebench.parity import Case, compare, edge_cases, make_case_inputs, run_case
 from moebench.presets import get_preset
@@ -64,19 +65,25 @@ def _topk_ids(num_tokens: int, top_k: int, num_experts: int, mode: str, seed: in
         (64, 4, 16, 32, 16, "random"),
     ],
 )
-def test_topology_matches_a_torch_construction(num_tokens, top_k, num_experts, inter, block, mode):
+@pytest.mark.parametrize("transposed_later", [False, True])
+def test_topology_matches_a_torch_construction(num_tokens, top_k, num_experts, inter, block, mode, transposed_later):
     ids = _topk_ids(num_tokens, top_k, num_experts, mode, seed=num_tokens)
-    topo = build_topology(ids, num_experts, inter, block)
+    if transposed_later:  # inference builds the forward layout only; training adds the rest
+        forward_only = build_topology(ids, num_experts, inter, block, transposed=False)
+        assert not forward_only.has_transposed and forward_only.block_index_t is None
+        topo = with_transposed(forward_only)
+    else:
+        topo = build_topology(ids, num_experts, inter, block)
     rows, row_block_expert = _torch_layout(ids, num_experts, block)
     nb, used_rb = -(-inter // block), len(row_block_expert)
 
-    assert topo.max_row_blocks == max_row_blocks_bound(num_tokens * top_k, num_experts, block) >= used_rb
+    assert topo.max_row_blocks == max_blocks_for(num_tokens * top_k, num_experts, block) >= used_rb
     assert int(topo.num_row_blocks) == used_rb
     # every pair exactly once, expert-sorted and stable, padding -1
     expected_rows = rows + [-1] * (topo.max_rows - len(rows))
     assert topo.row_to_pair.tolist() == expected_rows
     assert sorted(p for p in rows if p >= 0) == list(range(num_tokens * top_k))
-    assert topo.row_block_expert.tolist() == row_block_expert + [num_experts] * (topo.max_row_blocks - used_rb)
+    assert topo.row_block_expert.tolist() == row_block_expert + [-1] * (topo.max_row_blocks - used_rb)
     # padding is at most block - 1 rows per expert that has tokens
     assert len(rows) - num_tokens * top_k <= len(set(row_block_expert)) * (block - 1)
 

@@ -103,6 +103,25 @@ def test_defaults_fit_hopper_for_real_presets(preset):
                 assert space.fits(cfg["BLOCK_P"], cfg, g, elem), (preset, tokens, cfg)
 
 
+def test_decode_space_drops_the_tiles_ptxas_spilled():
+    """compile_check --space (sm_90) saw these decode tiles spill 52-476 bytes (BLOCK_P = 64, wgmma
+    path); the space must not offer them, and must keep the neighbours that compiled cleanly."""
+    spilled = [  # (gated, BLOCK_N, BLOCK_K)
+        (True, 128, 64),
+        (True, 128, 128),
+        (True, 64, 256),
+        (False, 128, 256),
+    ]
+    clean = [(True, 64, 128), (True, 64, 64), (False, 128, 128), (False, 64, 256)]
+    for gated, bn, bk in spilled + clean:
+        cfg = {"BLOCK_P": 64, "BLOCK_N": bn, "BLOCK_K": bk, "num_warps": 4, "num_stages": 2}
+        fits = space.decode_wgmma_regs_fit(64, cfg, 2 if gated else 1, 2)
+        assert fits == ((gated, bn, bk) in clean), cfg
+    spec = get_preset("gpt-oss-20b", "bf16")  # T=16: 64 pairs, BLOCK_P = 64
+    offered = {(c["BLOCK_N"], c["BLOCK_K"], c["num_warps"]) for c in space.decode_gate_up_space(spec, 16)}
+    assert (128, 64, 4) not in offered and (64, 128, 4) in offered
+
+
 def test_path_rule_picks_both_paths():
     spec = get_preset("tiny", "bf16")  # k = 2
     assert space.path_default(spec, 1) == {"path": "decode"}

@@ -45,7 +45,9 @@ def block_sparse_moe(
     topk_weights = topk_weights.contiguous()
     training = torch.is_grad_enabled() and any(t.requires_grad for t in (x, topk_weights, weights.w1, weights.w2))
     configs = resolve_configs(spec, x.shape[0], x.device, config, backward=training)
-    topo = build_topology(topk_ids, spec.num_experts, spec.intermediate, configs["topology"]["block"])
+    topo = build_topology(
+        topk_ids, spec.num_experts, spec.intermediate, configs["topology"]["block"], transposed=training
+    )
 
     if training:
         result = BlockSparseExperts.apply(x, topk_weights, weights.w1, weights.w2, topo, spec, configs)

@@ -157,6 +157,8 @@ def weight_grad(
     slices = blocks if blocks.dim() == 4 else blocks.unsqueeze(0)
     if topo.max_blocks == 0:
         return out.zero_()
+    if not topo.has_transposed:
+        raise ValueError("weight_grad needs the transposed index: build_topology(..., transposed=True)")
     b = topo.block
     p = launch_params("wgrad", cfg, b, spec.hidden)
     grid = (topo.num_column_blocks * (b // p["BLOCK_M"]), triton_cdiv(spec.hidden, p["BLOCK_N"]), slices.shape[0])
