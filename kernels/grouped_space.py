@@ -92,9 +92,9 @@ def regs_fit(block_m: int, cfg: dict, gates: int, elem_bytes: int) -> bool:
 def decode_wgmma_regs_fit(block_p: int, cfg: dict, gates: int, elem_bytes: int) -> bool:
     """The decode kernels on the wgmma path (BLOCK_P >= 64) keep their gathered A tile in registers
     beside the accumulators, and swiglu's epilogue holds both gate and up tiles. compile_check
-    --space (sm_90, gpt-oss and mixtral bf16) found 8 candidates spilling 52-476 bytes; this
-    bound, acc * (1.25 when gated) + A <= 112 registers per thread, drops exactly those 8 and
-    none of the ~790 decode candidates that compiled without spills."""
+    --space (sm_90, bf16; mixtral, gpt-oss and deepseek at T = 1, 16, 128, 4096) compiled 918
+    decode launches: 14 with BLOCK_P = 64 spilled 52-476 bytes. This bound, acc * (1.25 when
+    gated) + A <= 112 registers per thread, drops exactly those 14 and none that compiled clean."""
     if block_p < 64:
         return True
     threads = 32 * cfg["num_warps"]
@@ -106,9 +106,9 @@ def decode_wgmma_regs_fit(block_p: int, cfg: dict, gates: int, elem_bytes: int) 
 def fits(block_m: int, cfg: dict, gates: int, elem_bytes: int) -> bool:
     """Shared memory within the per-block limit and no register spills expected (limits checked
     against ptxas -v for sm_90 with moebench.compile_check). An estimate: beyond what
-    decode_wgmma_regs_fit drops, `compile_check --space` found 6 of ~800 decode candidates
-    (mixtral, gpt-oss, deepseek bf16) with small spills (4-28 bytes); the tuner times those
-    like any other, so a slow one just loses."""
+    decode_wgmma_regs_fit drops, `compile_check --space` found 7 of those 918 decode launches
+    with small spills (4-28 bytes, BLOCK_P <= 32); the tuner times those like any other, so a
+    slow one just loses."""
     return smem_fits(block_m, cfg, gates, elem_bytes) and regs_fit(block_m, cfg, gates, elem_bytes)
 
 
