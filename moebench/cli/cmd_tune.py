@@ -39,6 +39,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--gpus", type=int, default=None, help="worker processes, one per GPU (default: every visible GPU)")
     p.add_argument(
+        "--compile-workers",
+        type=int,
+        default=None,
+        help="processes compiling candidates ahead of their timing, per GPU worker "
+        "(default: the CPU cores left per GPU, at most 8; 0 on cpu or to switch it off)",
+    )
+    p.add_argument(
         "--ray-address", default=None, help="run jobs on a Ray cluster (one task per GPU); 'local' starts one here"
     )
     p.add_argument(
@@ -56,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         raise MoEInputError("--preset/--shape: name what to tune (e.g. --preset mixtral-8x7b --dtype bf16)")
     if args.max_configs is not None and args.max_configs < 1:
         raise MoEInputError(f"--max-configs: expected a positive count, got {args.max_configs}")
+    if args.compile_workers is not None and args.compile_workers < 0:
+        raise MoEInputError(f"--compile-workers: expected a count >= 0, got {args.compile_workers}")
     if args.budget is not None and args.budget <= 0:
         raise MoEInputError(f"--budget: expected positive seconds, got {args.budget}")
     device = prepare_device_arg(args.device)
@@ -73,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         gpus=args.gpus,
         ray_address=args.ray_address,
         progress=not args.no_progress,
+        compile_workers=args.compile_workers,
     )
     if not rows:
         print(f"nothing to tune: no implementation with tunable kernels is available on {device}")

@@ -34,6 +34,7 @@ from moebench.spec import MoESpec, dtype_name
 from moebench.timing import time_fn
 from moebench.tuning.buckets import check_tokens
 from moebench.tuning.device import device_info
+from moebench.tuning.precompile import Precompiler, precompile_available
 from moebench.tuning.search import Search, SearchAborted, SearchResult, Trial
 from moebench.tuning.space import tunable, tunables
 from moebench.weights import MoEWeights
@@ -56,6 +57,7 @@ class TuneJob:
     max_configs: int | None = None  # configs timed per kernel search
     setup: tuple[str, ...] = ()  # "module:function" run first in a worker (impls registered at runtime)
     setup_paths: dict = field(default_factory=dict)  # module -> file, when a worker cannot import it by name
+    compile_workers: int = 0  # processes compiling candidates ahead of timing (moebench.tuning.precompile)
 
     def describe(self, kernel: str | None = None) -> str:
         """Short: 'triton_grouped/gate_up mixtral-8x7b bf16 T=1024'."""
@@ -78,6 +80,8 @@ class JobResult:
     outcomes: list[KernelOutcome] = field(default_factory=list)
     error: str | None = None  # the job failed as a whole (nothing recorded)
     seconds: float = 0.0
+    precompiled: int = 0  # kernel launches compiled ahead by the precompile workers
+    precompile_errors: list[str] = field(default_factory=list)
 
 
 # -- worker preparation -----------------------------------------------------------------------
@@ -286,10 +290,20 @@ def run_job(job: TuneJob, on_trial: Callable[[str, Trial, Trial | None, int, int
     weights = tuning_weights(spec, device)
     timer = _Timer(info, weights, bucket, device)
     checks = {False: _ForwardCheck(info, weights, bucket, device), True: _GradCheck(info, weights, bucket, device)}
-    reference_errors: dict[bool, str] = {}
     chosen = {t.kernel: t.default(spec, bucket) for t in tunables(job.impl)}
     chosen.update(job.fixed)
+    workers = job.compile_workers if precompile_available() else 0
+    precompiler = Precompiler(job.impl, spec, bucket, workers)
+    _tune_kernels(job, result, chosen, timer, checks, precompiler, on_trial)
+    result.precompiled, result.precompile_errors = precompiler.compiled, precompiler.errors
+    result.seconds = time.perf_counter() - start
+    return result
 
+
+def _tune_kernels(job: TuneJob, result: JobResult, chosen: dict, timer, checks, precompiler, on_trial) -> None:
+    """Search job.kernels in order, each with the winners so far; outcomes go into `result`."""
+    spec, bucket = job.spec, job.bucket
+    reference_errors: dict[bool, str] = {}
     for kernel in job.kernels:
         kernel_def = tunable(job.impl, kernel)
         space = kernel_def.space(spec, bucket)
@@ -325,14 +339,13 @@ def run_job(job: TuneJob, on_trial: Callable[[str, Trial, Trial | None, int, int
         search = Search(
             space, chosen[kernel], measure, budget_s=job.budget_s, max_configs=job.max_configs, on_trial=report
         )
+        precompiler.warm([{**chosen, kernel: config} for config in search.first_configs()], backward=backward)
         found = search.run(accept)
         if found.best is None:
             result.outcomes.append(KernelOutcome(kernel, error=_no_winner(found)))
             continue
         chosen[kernel] = found.best
         result.outcomes.append(KernelOutcome(kernel, entry=_entry(found, check.tokens, backward)))
-    result.seconds = time.perf_counter() - start
-    return result
 
 
 def failed_result(job: TuneJob, exc: BaseException) -> JobResult:

@@ -124,6 +124,15 @@ class Search:
         n = len(self.candidates)
         return n if self.max_configs is None else min(n, self.max_configs)
 
+    def first_configs(self) -> list[dict]:
+        """What the search times before refining (the default, then one per tile shape), capped
+        by max_configs: the configs worth compiling ahead (moebench.tuning.precompile)."""
+        first = [self.default]
+        for group in tile_groups(self.candidates, self.default):
+            if group[0] not in first:
+                first.append(group[0])
+        return first[: self.planned] if self.max_configs is not None else first
+
     def _best_trial(self) -> Trial | None:
         timed = [t for t in self.trials if t.ms is not None]
         return min(timed, key=lambda t: t.ms) if timed else None

@@ -121,6 +121,7 @@ def plan(
     budget_s: float | None = None,
     max_configs: int | None = None,
     setup: tuple[str, ...] = (),
+    compile_workers: int = 0,
 ) -> TunePlan:
     """Jobs for what is not yet recorded under out_dir/device_key (everything when force)."""
     result = TunePlan()
@@ -137,9 +138,21 @@ def plan(
                 )
                 result.rows += rows
                 if kernels:
-                    job = TuneJob(impl, spec, bucket, kernels, device, fixed, budget_s, max_configs, setup, setup_paths)
+                    job = TuneJob(
+                        impl, spec, bucket, kernels, device, fixed, budget_s, max_configs, setup, setup_paths,
+                        compile_workers,
+                    )  # fmt: skip
                     result.jobs.append(job)
     return result
+
+
+def _auto_compile_workers(device: str, gpus: int | None) -> int:
+    from moebench.tuning.distributed import visible_gpus
+    from moebench.tuning.precompile import auto_workers
+
+    if device != "cuda":
+        return 0
+    return auto_workers(device, gpus if gpus is not None else max(1, len(visible_gpus())))
 
 
 def _setup_paths(setup: tuple[str, ...]) -> dict:
@@ -211,8 +224,12 @@ def tune(
     progress: bool = True,
     command: str | None = None,
     worker_setup: Sequence[str] = (),
+    compile_workers: int | None = None,
 ) -> list[TuneRow]:
     """Tune and record; returns one row per (impl, kernel, spec, bucket).
+
+    compile_workers: processes per tuning process that compile candidates ahead of their timing
+    (moebench.tuning.precompile); None: the CPU cores left per GPU worker, at most 8 (0 on cpu).
 
     worker_setup: "module:function" items run in each worker before its jobs, for implementations
     registered at runtime (plugins registered through entry points need nothing).
@@ -244,6 +261,7 @@ def tune(
             budget_s=budget_s,
             max_configs=max_configs,
             setup=tuple(worker_setup),
+            compile_workers=compile_workers if compile_workers is not None else _auto_compile_workers(device, gpus),
         )
         rows += planned.rows
         overall = bar.add_task(f"jobs on {where['key']}", total=len(planned.jobs), best="")
@@ -261,6 +279,14 @@ def tune(
                     f"a worker ran on {result.device.get('key')}, not {where['key']}: its configs are filed "
                     "under its own device key",
                     cache.TuningCacheWarning,
+                    stacklevel=2,
+                )
+            if result.precompile_errors and not current.get("precompile_warned"):
+                current["precompile_warned"] = True  # once: the timing loop rejects those configs anyway
+                warnings.warn(
+                    f"precompile: {len(result.precompile_errors)} failure(s) in {result.job.describe()}, first: "
+                    f"{result.precompile_errors[0][:300]}",
+                    RuntimeWarning,
                     stacklevel=2,
                 )
             job_rows = merge(result, out_dir, command)
