@@ -7,9 +7,43 @@ import torch
 
 from moebench.spec import MoESpec
 
+_MIXED_MM: dict[tuple[str, torch.dtype], bool] = {}  # (device type, dtype) -> mm(out_dtype=fp32) works
+
+
+def _mixed_mm_works(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether torch.mm(a, b, out_dtype=torch.float32) runs for 16-bit a, b on this device type
+    (CUDA in recent torch; not the CPU). Probed once per process without reading the result back
+    (no host sync: the first call may come inside a sync-checked or graph-captured region)."""
+    key = (device.type, dtype)
+    if key not in _MIXED_MM:
+        try:
+            a = torch.ones(2, 16, dtype=dtype, device=device)
+            _MIXED_MM[key] = torch.mm(a, a.t(), out_dtype=torch.float32).dtype == torch.float32
+        except (RuntimeError, NotImplementedError, TypeError):
+            _MIXED_MM[key] = False
+    return _MIXED_MM[key]
+
 
 def router_logits(x: torch.Tensor, router: torch.Tensor, compute_dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """[T, H] x [E, H] -> [T, E] logits in compute_dtype (inputs upcast first)."""
+    """[T, H] x [E, H] -> [T, E] logits in compute_dtype.
+
+    fp32 logits of 16-bit inputs come from one mm with fp32 output where the device has it (the
+    products of 16-bit values are exact in fp32 and the sums accumulate in fp32, as when upcasting
+    first, so only the summation order differs) - no fp32 copy of x, and tensor cores instead of FMA
+    units: ~1.3 ms less at deepseek-v3, T = 16384 (estimate). Otherwise, and when a gradient must flow
+    (that overload's backward is not relied on), both inputs are upcast first.
+    """
+    mixed = (
+        compute_dtype == torch.float32
+        and x.dim() == 2
+        and x.dtype in (torch.float16, torch.bfloat16)
+        and router.dtype == x.dtype
+        and not (torch.is_grad_enabled() and (x.requires_grad or router.requires_grad))
+        and x.device.type != "cpu"
+        and _mixed_mm_works(x.device, x.dtype)
+    )
+    if mixed:
+        return torch.mm(x, router.t(), out_dtype=torch.float32)
     return x.to(compute_dtype) @ router.to(compute_dtype).t()
 
 
