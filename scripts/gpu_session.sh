@@ -37,8 +37,10 @@ case "$step" in
     logged "$out/pytest-gpu.log" python3 -m pytest -q tests/test_triton_grouped.py tests/test_block_sparse.py \
       tests/test_gradparity.py tests/test_compile_check.py ;;
   verify)  # forward parity of every implementation, then block_sparse's gradients
+    # the PyTorch-side implementations (exported runtimes on real presets belong to the deploy step)
     logged "$out/verify.log" moebench verify --device "$device" --preset "$presets" --dtype "$dtype" \
-      --tokens "$tokens" --cases 0 --quiet
+      --tokens "$tokens" --cases 0 --quiet \
+      --impl "${VERIFY_IMPLS:-naive_loop,padded_batch,padded_batch_capacity,grouped_mm,triton_grouped,block_sparse}"
     logged "$out/verify.log" moebench verify --device "$device" --impl block_sparse --grad --preset "$grad_presets" \
       --dtype "$dtype" --tokens "${GRAD_TOKENS:-16,1024}" --cases 0 --quiet ;;
   bench)

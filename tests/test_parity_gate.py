@@ -126,6 +126,14 @@ def test_unknown_impl_is_a_clear_cli_error(capsys):
     assert "unknown implementation 'nope'" in capsys.readouterr().err
 
 
+def test_an_implementation_named_but_unavailable_fails_and_says_why(capsys):
+    code = main(["verify", "--device", "cpu", "--impl", "naive_loop,vllm_fused", "--preset", "tiny", "--cases", "0"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "vllm_fused  FAILED: asked for with --impl but unavailable" in out
+    assert "1 failure(s)" in out
+
+
 def test_bad_device_is_a_clear_cli_error(capsys):
     assert main(["verify", "--device", "tpu"]) == 2
     assert "--device: expected 'cpu' or 'cuda'" in capsys.readouterr().err

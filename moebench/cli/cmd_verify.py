@@ -52,9 +52,10 @@ def run(args: argparse.Namespace) -> int:
     for info in impls:
         ok, reason = info.available(device)
         if not ok:
-            skipped.append([info.name, reason])
             if args.impl:  # explicitly asked for: unavailable is a failure
                 failures += 1
+                reason = f"FAILED: asked for with --impl but unavailable: {reason}"
+            skipped.append([info.name, reason])
             continue
         for spec in specs:
             problem = info.spec_unsupported(spec)
