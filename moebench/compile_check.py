@@ -5,7 +5,8 @@ compiler rejects or what the GPU pays for (register spills, shared memory, tenso
 runs the real launchers on `meta` tensors (no memory, real shapes and strides) with every kernel
 replaced by a recorder, then compiles each recorded launch ahead of time with Triton's own
 argument specialisation for the target (default sm_90, the H100), and reports per kernel the
-shared memory, and from `ptxas -v` the registers and spill bytes, and whether wgmma is used.
+shared memory, and from `ptxas -v` the registers and spill bytes, whether wgmma is used, and how
+many of the global -> shared async copies are 16 bytes wide (what memory-bound tiles want).
 
     TRITON_INTERPRET=0 python -m moebench.compile_check --impl triton_grouped --preset qwen3-30b-a3b
     TRITON_INTERPRET=0 python -m moebench.compile_check --impl block_sparse --backward --preset mixtral-8x7b
@@ -64,6 +65,7 @@ class CompiledLaunch:
     registers: int | None
     spill_bytes: int | None
     uses_wgmma: bool
+    async_copies: tuple[int, int] = (0, 0)  # (16-byte, all) cp.async global -> shared copies in the PTX
 
 
 class _Recorder:
@@ -219,9 +221,12 @@ def compile_launch(launch: Launch, arch: int = 90, cache: dict | None = None) ->
     ptx = compiled.asm["ptx"]
     regs, spills = _ptxas_stats(ptx, arch)
     shown = {k: v for k, v in constexprs.items() if isinstance(v, (bool, int)) and k.isupper()}
+    copies = re.findall(r"cp\.async\.c[ga]\.shared\.global\S* \[[^\]]+\], \[[^\]]+\], (\w+)", ptx)
+    wide = sum(int(size, 0) == 16 for size in copies)
     result = CompiledLaunch(
-        launch.kernel.__name__, {**shown, **options}, compiled.metadata.shared, regs, spills, "wgmma" in ptx
-    )
+        launch.kernel.__name__, {**shown, **options}, compiled.metadata.shared, regs, spills, "wgmma" in ptx,
+        (wide, len(copies)),
+    )  # fmt: skip
     if cache is not None:
         cache[key] = result
     return result
@@ -260,7 +265,8 @@ def _activate(target, config: dict, kernels, spec: MoESpec, num_tokens: int) -> 
 def _report(tokens: int, compiled: CompiledLaunch, grid) -> str:
     return (
         f"T={tokens} {compiled.name}: smem={compiled.shared_bytes} regs={compiled.registers} "
-        f"spill={compiled.spill_bytes} wgmma={compiled.uses_wgmma} grid={grid} {compiled.constexprs}"
+        f"spill={compiled.spill_bytes} wgmma={compiled.uses_wgmma} "
+        f"cp.async16={compiled.async_copies[0]}/{compiled.async_copies[1]} grid={grid} {compiled.constexprs}"
     )
 
 

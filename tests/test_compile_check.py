@@ -122,3 +122,21 @@ def test_graph_safe_flag_agrees_with_a_meta_run(name):
     except (RuntimeError, NotImplementedError):
         runs = False
     assert runs == info.graph_safe
+
+
+@pytest.mark.slow
+def test_weight_tiles_stream_through_16_byte_async_copies():
+    """The memory-bound habit, checked in the PTX for sm_90: every global -> shared copy of the GEMM
+    kernels is 16 bytes wide, on gpt-oss (H = I = 2880: rows not a multiple of the tile)."""
+    libtriton = pytest.importorskip("triton._C.libtriton")
+    if not hasattr(libtriton, "native_specialize_impl"):
+        pytest.skip("this triton has no native_specialize_impl (compile_check needs it)")
+    env = {**os.environ, "TRITON_INTERPRET": "0", "TRITON_DEFAULT_FP_FUSION": "1"}
+    cmd = [sys.executable, "-m", "moebench.compile_check", "--preset", "gpt-oss-20b", "--tokens", "1,4096"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    gemms = [line for line in proc.stdout.splitlines() if "gate_up_kernel" in line or "down_kernel" in line]
+    assert len(gemms) == 4  # decode at T=1, grouped at T=4096
+    for line in gemms:
+        wide, total = map(int, line.split("cp.async16=")[1].split()[0].split("/"))
+        assert wide == total > 0, line
