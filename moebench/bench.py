@@ -61,6 +61,7 @@ ROW_COLUMNS = (
     "p20_ms",
     "p80_ms",
     "runs",
+    "calls_per_sample",
     "speedup",
     "tflops",
     "weight_gbps",
@@ -230,6 +231,7 @@ def make_row(
             p20_ms=timing.p20_ms,
             p80_ms=timing.p80_ms,
             runs=timing.runs,
+            calls_per_sample=timing.calls_per_sample,
             speedup=_ratio(baseline_ms, timing.median_ms) if baseline_ms else float("nan"),
         )
         row.update(row_metrics(spec, num_tokens, timing.median_ms, n_active, ceilings))
