@@ -307,3 +307,63 @@ def test_backward_kernels_are_tuned_as_backward():
     assert set(flags) == set(KERNELS)
     assert set(KERNELS) >= BACKWARD_KERNELS
     assert {k for k, is_bwd in flags.items() if is_bwd} == BACKWARD_KERNELS
+
+
+# ---------------------------------------------------------------- custom ops (inference)
+
+
+def _op_args(spec, x, weights, config: str = "") -> tuple:
+    r = spec.router
+    return (x, weights.router, weights.w1, weights.w2, spec.top_k, spec.activation, r.scoring, r.renormalize, config)
+
+
+def test_custom_ops_pass_opcheck_and_match_the_reference():
+    from moebench.blocksparse.op import encode_config
+
+    spec = get_preset("tiny", "fp32")
+    weights, x = make_case_inputs(spec, Case("T=9", 9), "cpu", SEED)
+    args = _op_args(spec, x, weights, encode_config(_config(16)))
+    torch.library.opcheck(torch.ops.moebench.block_sparse_moe.default, args)
+    out = torch.full_like(x, float("nan"))
+    out_args = (*args[:4], out, *args[4:])
+    torch.library.opcheck(torch.ops.moebench.block_sparse_moe_out.default, out_args)
+    torch.ops.moebench.block_sparse_moe_out(*out_args)  # opcheck works on copies
+    assert compare(out, reference_moe(x, weights), spec.dtype).ok
+
+
+def test_torch_export_sees_one_block_sparse_op():
+    spec = get_preset("tiny", "fp32")
+    weights, x = make_case_inputs(spec, Case("T=5", 5), "cpu", SEED)
+
+    class Layer(torch.nn.Module):
+        def forward(self, x, router, w1, w2):
+            return torch.ops.moebench.block_sparse_moe(x, router, w1, w2, 2, "swiglu", "softmax", True, "")
+
+    program = torch.export.export(Layer(), (x, *weights.parameters()))
+    calls = [node.target for node in program.graph.nodes if node.op == "call_function"]
+    assert calls == [torch.ops.moebench.block_sparse_moe.default]
+
+
+def test_inference_goes_through_the_op_and_training_does_not(monkeypatch):
+    import moebench.blocksparse.op as op_module
+
+    calls = []
+    real = torch.ops.moebench.block_sparse_moe_out
+    monkeypatch.setattr(op_module.torch.ops.moebench, "block_sparse_moe_out", lambda *a: calls.append(a) or real(*a))
+    spec = get_preset("tiny", "fp32")
+    weights, x = make_case_inputs(spec, Case("T=7", 7), "cpu", SEED)
+    out = torch.full_like(x, float("nan"))
+    IMPL(x, weights, out=out)
+    assert len(calls) == 1 and compare(out, reference_moe(x, weights), spec.dtype).ok
+    IMPL(x.clone().requires_grad_(True), weights).sum().backward()
+    assert len(calls) == 1  # the gradient path is the autograd.Function, not the op
+
+
+def test_op_config_errors_name_the_argument():
+    from moebench.blocksparse.op import encode_config
+
+    with pytest.raises(MoEInputError, match="unknown kernel"):
+        encode_config({"gate_up": {"BLOCK_M": 64}})
+    with pytest.raises(MoEInputError, match="expected a dict"):
+        encode_config(["sdd"])
+    assert encode_config(None) == "" and encode_config({}) == ""

@@ -41,7 +41,9 @@ def decode_config(text: str) -> dict | None:
     return json.loads(text) if text else None
 
 
-def _spec(x: Tensor, w1: Tensor, w2: Tensor, top_k: int, activation: str, scoring: str, renormalize: bool) -> MoESpec:
+def spec_from_shapes(
+    x: Tensor, w1: Tensor, w2: Tensor, top_k: int, activation: str, scoring: str, renormalize: bool
+) -> MoESpec:
     if w1.dim() != 3 or w2.dim() != 3:
         raise MoEInputError(f"w1, w2: expected 3-D [E, G*I, H] and [E, H, I], got {list(w1.shape)}, {list(w2.shape)}")
     num_experts, _, hidden = w1.shape
@@ -51,7 +53,7 @@ def _spec(x: Tensor, w1: Tensor, w2: Tensor, top_k: int, activation: str, scorin
 def _run(x, router, w1, w2, out, top_k, activation, scoring, renormalize, config) -> Tensor:
     from moebench.grouped.forward import moe_forward  # imports triton
 
-    spec = _spec(x, w1, w2, top_k, activation, scoring, renormalize)
+    spec = spec_from_shapes(x, w1, w2, top_k, activation, scoring, renormalize)
     check_inputs(x, MoEWeights(spec, router, w1, w2), out, finite=False)
     return moe_forward(x, router, w1, w2, spec, out, decode_config(config))
 

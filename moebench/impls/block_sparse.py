@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from moebench.blocksparse.op import moe_op
 from moebench.blocksparse.tunables import ensure_registered
 from moebench.registry import register
 from moebench.weights import MoEWeights
@@ -28,6 +29,10 @@ ensure_registered()  # ("block_sparse", kernel) tunables: topology, sdd, dsd, sd
     graph_safe=True,
 )
 def block_sparse(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None) -> torch.Tensor:
-    from moebench.blocksparse.layer import block_sparse_moe  # imports triton
+    """Inference: one custom op (moebench::block_sparse_moe[_out], opaque to torch.compile/export);
+    training (an input needs a gradient): the autograd.Function."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *weights.parameters())):
+        from moebench.blocksparse.layer import block_sparse_moe  # imports triton
 
-    return block_sparse_moe(x, weights, out=out, config=config)
+        return block_sparse_moe(x, weights, out=out, config=config)
+    return moe_op(x, weights, out=out, config=config)
