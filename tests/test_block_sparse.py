@@ -113,6 +113,7 @@ def test_topology_matches_a_torch_construction(num_tokens, top_k, num_experts, i
     assert topo.block_index_t[len(seen) :].eq(-1).all() and topo.block_rows_t[len(seen) :].eq(-1).all()
 
 
+@pytest.mark.interpreter
 def test_bad_block_size_is_rejected():
     ids = torch.zeros(3, 1, dtype=torch.int64)
     for block in (8, 24, 512, "16"):
@@ -129,6 +130,7 @@ def test_bad_block_size_is_rejected():
 # ---------------------------------------------------------------- padding is exactly zero
 
 
+@pytest.mark.interpreter
 def test_sdd_blocks_hold_the_activation_and_exact_zeros_in_padding():
     spec = get_preset("tiny-odd", "fp32")  # I = 52: the last column block is partly padding
     weights, x = make_case_inputs(spec, Case("T=21", 21), "cpu", SEED)
@@ -181,6 +183,7 @@ def run_case_with_config(spec, case, block):
         return run_case(IMPL, spec, case, "cpu", seed=SEED)
 
 
+@pytest.mark.interpreter
 @pytest.mark.parametrize(
     "preset, dtype, block",
     [
@@ -198,6 +201,7 @@ def test_forward_edge_cases(preset, dtype, block):
     _assert_all_pass(spec, edge_cases(spec), block)  # T = 0, 1, 37, 49 (empty experts), 35 (one expert)
 
 
+@pytest.mark.interpreter
 @pytest.mark.parametrize("preset", _PRESETS)
 def test_forward_half_precision_block16(preset):
     for dtype in ("bf16", "fp16") if preset == "tiny-odd" else ("bf16",):
@@ -205,6 +209,7 @@ def test_forward_half_precision_block16(preset):
         _assert_all_pass(spec, [Case("T=37", 37)], 16)
 
 
+@pytest.mark.interpreter
 def test_default_config_and_sub_block_tiles():
     """Default block (64 for tiny I), and block 32 with 16-wide tiles (several programs per block,
     several K steps per block) give the same answer as the reference."""
@@ -218,6 +223,7 @@ def test_default_config_and_sub_block_tiles():
         torch.testing.assert_close(IMPL(x, weights, config=cfg).double(), ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.interpreter
 def test_inference_and_training_paths_agree_and_out_is_written():
     spec = get_preset("tiny", "fp32")
     weights, x = make_case_inputs(spec, Case("T=19", 19), "cpu", SEED)
@@ -317,6 +323,7 @@ def _op_args(spec, x, weights, config: str = "") -> tuple:
     return (x, weights.router, weights.w1, weights.w2, spec.top_k, spec.activation, r.scoring, r.renormalize, config)
 
 
+@pytest.mark.interpreter
 def test_custom_ops_pass_opcheck_and_match_the_reference():
     from moebench.blocksparse.op import encode_config
 
@@ -331,6 +338,7 @@ def test_custom_ops_pass_opcheck_and_match_the_reference():
     assert compare(out, reference_moe(x, weights), spec.dtype).ok
 
 
+@pytest.mark.interpreter
 def test_torch_export_sees_one_block_sparse_op():
     spec = get_preset("tiny", "fp32")
     weights, x = make_case_inputs(spec, Case("T=5", 5), "cpu", SEED)
@@ -344,6 +352,7 @@ def test_torch_export_sees_one_block_sparse_op():
     assert calls == [torch.ops.moebench.block_sparse_moe.default]
 
 
+@pytest.mark.interpreter
 def test_inference_goes_through_the_op_and_training_does_not(monkeypatch):
     import moebench.blocksparse.op as op_module
 

@@ -47,6 +47,7 @@ def test_torch_autograd_impls_on_tiny_presets_with_edge_cases(impl_name, dtype):
 # ---------------------------------------------------------------- block_sparse
 
 
+@pytest.mark.interpreter
 @pytest.mark.parametrize(
     "preset, dtype, block",
     [("tiny", "fp32", 16), ("tiny", "bf16", 32), ("tiny-odd", "fp32", 32), ("tiny-odd", "bf16", 16)],
@@ -56,6 +57,7 @@ def test_block_sparse_edge_cases(preset, dtype, block):
     _assert_grads_pass("block_sparse", spec, edge_cases(spec), config={"topology": {"block": block}})
 
 
+@pytest.mark.interpreter
 @pytest.mark.parametrize("dtype", ["fp32", "bf16", "fp16"])
 def test_block_sparse_other_activations_and_k_eq_e(dtype):
     for preset in ("tiny-k-eq-e", "tiny-gelu", "tiny-relu"):
@@ -63,6 +65,7 @@ def test_block_sparse_other_activations_and_k_eq_e(dtype):
         _assert_grads_pass("block_sparse", spec, [Case("T=37", 37)])  # default block (64 here)
 
 
+@pytest.mark.interpreter
 def test_block_sparse_gradients_are_deterministic():
     spec = get_preset("tiny", "bf16")
     impl = registry.get("block_sparse")

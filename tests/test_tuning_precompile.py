@@ -93,6 +93,7 @@ def test_the_pool_warms_configs_in_spawned_processes():
     assert pre.compiled == _launch_count({}) + _launch_count(decode)  # 7 grouped + 3 decode launches
 
 
+@pytest.mark.interpreter
 def test_a_job_hands_each_kernels_first_configs_to_the_precompiler(monkeypatch):
     calls = []
     monkeypatch.setattr(job_module, "precompile_available", lambda: True)
@@ -110,6 +111,7 @@ def test_a_job_hands_each_kernels_first_configs_to_the_precompiler(monkeypatch):
         assert all(cfg["gate_up"] == chosen_gate_up for cfg in calls[1][0])
 
 
+@pytest.mark.interpreter
 def test_no_precompile_without_a_gpu(monkeypatch):
     workers = []
     monkeypatch.setattr(precompile.Precompiler, "warm", lambda self, cfgs, backward: workers.append(self.workers))

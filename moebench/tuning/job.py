@@ -292,7 +292,7 @@ def run_job(job: TuneJob, on_trial: Callable[[str, Trial, Trial | None, int, int
     checks = {False: _ForwardCheck(info, weights, bucket, device), True: _GradCheck(info, weights, bucket, device)}
     chosen = {t.kernel: t.default(spec, bucket) for t in tunables(job.impl)}
     chosen.update(job.fixed)
-    workers = job.compile_workers if precompile_available() else 0
+    workers = job.compile_workers if device.type == "cuda" and precompile_available() else 0
     precompiler = Precompiler(job.impl, spec, bucket, workers)
     _tune_kernels(job, result, chosen, timer, checks, precompiler, on_trial)
     result.precompiled, result.precompile_errors = precompiler.compiled, precompiler.errors
