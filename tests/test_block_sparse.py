@@ -354,11 +354,9 @@ def test_torch_export_sees_one_block_sparse_op():
 
 @pytest.mark.interpreter
 def test_inference_goes_through_the_op_and_training_does_not(monkeypatch):
-    import moebench.blocksparse.op as op_module
-
     calls = []
     real = torch.ops.moebench.block_sparse_moe_out
-    monkeypatch.setattr(op_module.torch.ops.moebench, "block_sparse_moe_out", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setattr(torch.ops.moebench, "block_sparse_moe_out", lambda *a: calls.append(a) or real(*a))
     spec = get_preset("tiny", "fp32")
     weights, x = make_case_inputs(spec, Case("T=7", 7), "cpu", SEED)
     out = torch.full_like(x, float("nan"))

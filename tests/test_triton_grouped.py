@@ -370,9 +370,7 @@ def test_registry_fn_calls_the_op(info, device, monkeypatch):
         calls.append(args[-1])
         return real(*args)
 
-    import moebench.grouped.op as op_module
-
-    monkeypatch.setattr(op_module.torch.ops.moebench, "triton_grouped_moe_out", spy, raising=False)
+    monkeypatch.setattr(torch.ops.moebench, "triton_grouped_moe_out", spy, raising=False)
     spec = get_preset("tiny", torch.float32)
     weights = random_weights(spec, device=device)
     x = random_inputs(spec, 2, device=device)
