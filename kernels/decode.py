@@ -14,7 +14,7 @@ launcher uses this path for small T*k only).
 import triton
 import triton.language as tl
 
-from moebench.kernels.grouped_tiles import ACT_SWIGLU, activation_epilogue, down_tile, gate_up_tile
+from moebench.kernels.grouped_tiles import ACT_SWIGLU, activation_epilogue, expert_tile
 from moebench.kernels.rounding import cast_for_store
 
 
@@ -74,7 +74,7 @@ def decode_gate_up_kernel(
         if tl.sum(mine.to(tl.int32), axis=0) > 0:
             tokens = (pairs // top_k).to(tl.int64)
             a_ptrs = x_ptr + tokens[:, None] * stride_xt + offs_k[None, :] * stride_xh
-            gate, up = gate_up_tile(
+            gate, up = expert_tile(
                 a_ptrs,
                 w_ptrs,
                 mine,
@@ -138,13 +138,15 @@ def decode_down_kernel(
         if tl.sum(mine.to(tl.int32), axis=0) > 0:
             rows = pairs.to(tl.int64)
             a_ptrs = h_ptr + rows[:, None] * stride_ht + offs_k[None, :]
-            acc = down_tile(
+            acc, _ = expert_tile(
                 a_ptrs,
                 w_ptrs,
                 mine,
+                0,  # up_offset: one weight operand
                 inter,
                 BLOCK_K,
                 BLOCK_K * stride_wk,
+                False,  # GATED
                 BLOCK_P,
                 BLOCK_N,
                 BLOCK_K,

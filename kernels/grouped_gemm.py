@@ -16,7 +16,7 @@ index and a stride can pass 2**31 (expert * stride_e, token * stride, row * stri
 import triton
 import triton.language as tl
 
-from moebench.kernels.grouped_tiles import ACT_SWIGLU, activation_epilogue, down_tile, gate_up_tile, swizzle_pid
+from moebench.kernels.grouped_tiles import ACT_SWIGLU, activation_epilogue, expert_tile, swizzle_pid
 from moebench.kernels.rounding import cast_for_store
 
 
@@ -63,7 +63,7 @@ def grouped_gate_up_kernel(
     offs_k = tl.arange(0, BLOCK_K)
     a_ptrs = x_ptr + tokens[:, None] * stride_xt + offs_k[None, :] * stride_xh
     w_ptrs = w1_ptr + expert * stride_we + cols[None, :] * stride_wn + offs_k[:, None] * stride_wk
-    gate, up = gate_up_tile(
+    gate, up = expert_tile(
         a_ptrs,
         w_ptrs,
         row_ok,
@@ -126,13 +126,15 @@ def grouped_down_kernel(
     offs_k = tl.arange(0, BLOCK_K)
     a_ptrs = h_ptr + rows.to(tl.int64)[:, None] * stride_ht + offs_k[None, :]
     w_ptrs = w2_ptr + expert * stride_we + cols[None, :] * stride_wn + offs_k[:, None] * stride_wk
-    acc = down_tile(
+    acc, _ = expert_tile(
         a_ptrs,
         w_ptrs,
         row_ok,
+        0,  # up_offset: one weight operand
         inter,
         BLOCK_K,
         BLOCK_K * stride_wk,
+        False,  # GATED
         BLOCK_M,
         BLOCK_N,
         BLOCK_K,

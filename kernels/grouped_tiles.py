@@ -1,8 +1,8 @@
 """Tile helpers shared by the grouped-GEMM and decode MoE kernels (all @triton.jit, inlined).
 
 - `swizzle_pid`: GROUP_M program ordering, so programs that run together share weight tiles in L2.
-- `gate_up_tile`: the K loop of the first FFN layer, one (gate) or two (gate and up) accumulators.
-- `down_tile`: the K loop of the second FFN layer.
+- `expert_tile`: the K loop of an expert product: one weight operand (the down layer, or gate only)
+  or two sharing each A tile (SwiGLU's gate and up), one fp32 accumulator each.
 - `activation_epilogue`: silu(gate) * up, exact-erf GELU or ReLU, in fp32.
 
 Every tile product goes through `mma` (moebench.kernels.matmul) so the interpreter's bf16 dot bug
@@ -49,12 +49,12 @@ def activation_epilogue(gate, up, ACTIVATION: tl.constexpr):
 
 
 @triton.jit
-def gate_up_tile(
+def expert_tile(
     a_ptrs,  # [BLOCK_M, BLOCK_K] pointers to the first K tile of the A rows (compute dtype)
-    w_ptrs,  # [BLOCK_K, BLOCK_N] pointers to the first K tile of the gate rows of w1 (compute dtype)
+    w_ptrs,  # [BLOCK_K, BLOCK_N] pointers to the first K tile of the (gate) weight rows (compute dtype)
     row_ok,  # [BLOCK_M] bool: rows that exist (others load zeros)
-    up_offset,  # elements from a gate row of w1 to the matching up row (I * stride of w1's rows)
-    K,  # reduction length (hidden)
+    up_offset,  # elements from a gate row of w1 to the matching up row (I * stride of w1's rows); GATED only
+    K,  # reduction length (hidden for the first layer, intermediate for the down layer)
     step_a,  # elements to advance a_ptrs by one K tile
     step_w,  # elements to advance w_ptrs by one K tile
     GATED: tl.constexpr,
@@ -65,7 +65,8 @@ def gate_up_tile(
     UPCAST_BF16: tl.constexpr,
     FP32_IEEE: tl.constexpr,
 ):
-    """Returns (acc_gate, acc_up) [BLOCK_M, BLOCK_N] fp32; acc_up stays zero unless GATED."""
+    """Returns (acc_gate, acc_up) [BLOCK_M, BLOCK_N] fp32; acc_up stays zero (and is compiled away
+    when unused) unless GATED."""
     acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     acc_u = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     offs_k = tl.arange(0, BLOCK_K)
@@ -87,35 +88,3 @@ def gate_up_tile(
         a_ptrs += step_a
         w_ptrs += step_w
     return acc_g, acc_u
-
-
-@triton.jit
-def down_tile(
-    a_ptrs,  # [BLOCK_M, BLOCK_K] pointers to the first K tile of the activation rows (compute dtype)
-    w_ptrs,  # [BLOCK_K, BLOCK_N] pointers to the first K tile of w2[e] (compute dtype)
-    row_ok,  # [BLOCK_M] bool
-    K,  # reduction length (intermediate)
-    step_a,
-    step_w,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
-    EVEN_K: tl.constexpr,
-    UPCAST_BF16: tl.constexpr,
-    FP32_IEEE: tl.constexpr,
-):
-    """Returns acc [BLOCK_M, BLOCK_N] fp32 = A[rows, :K] @ W[:K, cols]."""
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    offs_k = tl.arange(0, BLOCK_K)
-    for k0 in range(0, K, BLOCK_K):
-        if EVEN_K:
-            a = tl.load(a_ptrs, mask=row_ok[:, None], other=0.0)
-            w = tl.load(w_ptrs)
-        else:
-            k_ok = offs_k < K - k0
-            a = tl.load(a_ptrs, mask=row_ok[:, None] & k_ok[None, :], other=0.0)
-            w = tl.load(w_ptrs, mask=k_ok[:, None], other=0.0)
-        acc = mma(a, w, acc, UPCAST_BF16, FP32_IEEE)
-        a_ptrs += step_a
-        w_ptrs += step_w
-    return acc
