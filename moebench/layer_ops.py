@@ -22,6 +22,7 @@ from torch import Tensor
 
 from moebench.errors import MoEInputError
 from moebench.spec import MoESpec, RouterSpec
+from moebench.tuning import check_explicit_config
 from moebench.weights import MoEWeights
 
 
@@ -34,15 +35,9 @@ def spec_from_shapes(
     return MoESpec(num_experts, top_k, hidden, w2.shape[2], activation, x.dtype, RouterSpec(scoring, renormalize))
 
 
-def encode_config(config: dict | None, known_kernels: tuple[str, ...], impl: str) -> str:
+def encode_config(config: dict | None, impl: str) -> str:
     """The config as the ops' JSON string, after checking it names only `impl`'s kernels."""
-    if config is None:
-        return ""
-    if not isinstance(config, dict):
-        raise MoEInputError(f"config: expected a dict {{kernel: {{param: value}}}}, got {type(config).__name__}")
-    unknown = sorted(set(config) - set(known_kernels))
-    if unknown:
-        raise MoEInputError(f"config: unknown kernel(s) {unknown} for {impl}; expected some of {list(known_kernels)}")
+    check_explicit_config(impl, config)
     if not config:
         return ""
     try:

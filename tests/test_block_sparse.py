@@ -374,3 +374,12 @@ def test_op_config_errors_name_the_argument():
     with pytest.raises(MoEInputError, match="expected a dict"):
         encode_config(["sdd"])
     assert encode_config(None) == "" and encode_config({}) == ""
+
+
+@pytest.mark.interpreter
+def test_training_path_refuses_an_unknown_kernel_too():
+    """The gradient path resolves its own configs: a misspelt kernel must fail there as well."""
+    spec = get_preset("tiny", "fp32")
+    weights, x = make_case_inputs(spec, Case("T=5", 5), "cpu", SEED)
+    with pytest.raises(MoEInputError, match=r"unknown kernel\(s\) \['gate_up'\] for block_sparse"):
+        IMPL(x.requires_grad_(True), weights, config={"gate_up": {"BLOCK_M": 64}})

@@ -22,7 +22,7 @@ from moebench.blocksparse.tunables import IMPL_NAME, ensure_registered
 from moebench.kernels.bsr_space import KERNELS
 from moebench.routing import route
 from moebench.spec import MoESpec
-from moebench.tuning import resolve_config
+from moebench.tuning import check_explicit_config, resolve_config
 from moebench.weights import MoEWeights
 
 FORWARD_KERNELS = ("topology", "sdd", "dsd")
@@ -30,6 +30,7 @@ ensure_registered()
 
 
 def resolve_configs(spec: MoESpec, num_tokens: int, device: torch.device, config: dict | None, *, backward: bool):
+    check_explicit_config(IMPL_NAME, config)
     kernels = KERNELS if backward else FORWARD_KERNELS
     configs = {name: resolve_config(IMPL_NAME, name, spec, num_tokens, device, explicit=config) for name in kernels}
     check_block(configs["topology"].get("block"))

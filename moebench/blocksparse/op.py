@@ -14,17 +14,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from moebench.kernels.bsr_space import KERNELS
+from moebench.blocksparse.tunables import IMPL_NAME, ensure_registered
 from moebench.layer_ops import call_layer_op, decode_config, define_layer_ops, spec_from_shapes
 from moebench.layer_ops import encode_config as _encode
 from moebench.validate import check_inputs
 from moebench.weights import MoEWeights
 
 NAME = "block_sparse_moe"
+ensure_registered()  # the tunables name the kernels a config may set
 
 
 def encode_config(config: dict | None) -> str:
-    return _encode(config, KERNELS, "block_sparse")
+    return _encode(config, IMPL_NAME)
 
 
 def _run(x, router, w1, w2, out, top_k, activation, scoring, renormalize, config) -> Tensor:

@@ -17,10 +17,9 @@ import torch
 from moebench.errors import MoEInputError
 from moebench.kernels import grouped_space as space
 from moebench.spec import MoESpec
-from moebench.tuning import register_tunable, resolve_config, tunables
+from moebench.tuning import check_explicit_config, register_tunable, resolve_config, tunables
 
 IMPL = "triton_grouped"
-KERNELS = tuple(space.TUNABLES)
 
 
 def _runs_on(path: str):
@@ -116,23 +115,12 @@ def _resolved(kernel: str, spec: MoESpec, num_tokens: int, device: torch.device,
     return _over_default(kernel, spec, num_tokens, chosen)
 
 
-def check_explicit(config: dict | None) -> None:
-    """The caller's config must be {kernel: {param: value}} with known kernel names."""
-    if config is None:
-        return
-    if not isinstance(config, dict):
-        raise MoEInputError(f"config: expected a dict {{kernel: {{param: value}}}}, got {type(config).__name__}")
-    unknown = sorted(set(config) - set(KERNELS))
-    if unknown:
-        raise MoEInputError(f"config: unknown kernel(s) {unknown} for {IMPL}; expected some of {list(KERNELS)}")
-
-
 def resolve_launch_configs(
     spec: MoESpec, num_tokens: int, device: torch.device, explicit: dict | None = None
 ) -> LaunchConfigs:
     """Resolve the configs of the kernels the chosen path runs; explicit configs of the other
     path's kernels are still checked, so a typo never goes unnoticed."""
-    check_explicit(explicit)
+    check_explicit_config(IMPL, explicit)
     path = _resolved("path", spec, num_tokens, device, explicit)
     if set(path) != {"path"} or path["path"] not in space.PATHS:
         raise MoEInputError(f"config['path']: expected {{'path': one of {list(space.PATHS)}}}, got {path!r}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from moebench.grouped.config import IMPL, KERNELS
+from moebench.grouped.config import IMPL
 from moebench.layer_ops import call_layer_op, decode_config, define_layer_ops, spec_from_shapes
 from moebench.layer_ops import encode_config as _encode
 from moebench.validate import check_inputs
@@ -22,7 +22,7 @@ NAME = "triton_grouped_moe"
 
 
 def encode_config(config: dict | None) -> str:
-    return _encode(config, KERNELS, IMPL)
+    return _encode(config, IMPL)
 
 
 def _run(x, router, w1, w2, out, top_k, activation, scoring, renormalize, config) -> Tensor:

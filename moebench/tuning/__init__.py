@@ -21,7 +21,16 @@ from moebench.tuning.space import TunableKernel, register_tunable, tunable, tuna
 
 PIN_ENV = "MOEBENCH_PIN_CONFIG"
 
-__all__ = ["PIN_ENV", "TunableKernel", "lookup_config", "register_tunable", "resolve_config", "tunable", "tunables"]
+__all__ = [
+    "PIN_ENV",
+    "TunableKernel",
+    "check_explicit_config",
+    "lookup_config",
+    "register_tunable",
+    "resolve_config",
+    "tunable",
+    "tunables",
+]
 
 
 def lookup_config(impl: str, kernel: str, spec: MoESpec, num_tokens: int, device: torch.device) -> dict | None:
@@ -46,6 +55,19 @@ def pinned_config(impl: str, kernel: str) -> dict | None:
     if not isinstance(pins, dict):
         raise MoEInputError(f"{PIN_ENV}: expected a JSON object, got {text!r}")
     return pins.get(f"{impl}/{kernel}", pins.get(kernel))
+
+
+def check_explicit_config(impl: str, config: dict | None) -> None:
+    """A caller's config must be {kernel: {param: value}} naming only `impl`'s registered tunable
+    kernels: a misspelt kernel is an error, never silently ignored."""
+    if config is None:
+        return
+    if not isinstance(config, dict):
+        raise MoEInputError(f"config: expected a dict {{kernel: {{param: value}}}}, got {type(config).__name__}")
+    kernels = [t.kernel for t in tunables(impl)]
+    unknown = sorted(set(config) - set(kernels))
+    if unknown:
+        raise MoEInputError(f"config: unknown kernel(s) {unknown} for {impl}; expected some of {kernels}")
 
 
 def resolve_config(
