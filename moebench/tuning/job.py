@@ -37,7 +37,7 @@ from moebench.tuning.device import device_info
 from moebench.tuning.precompile import Precompiler, precompile_available
 from moebench.tuning.search import Search, SearchAborted, SearchResult, Trial
 from moebench.tuning.space import tunable, tunables
-from moebench.weights import MoEWeights
+from moebench.weights import MoEWeights, random_inputs, random_weights
 
 # repetitions per candidate: the benchmark's defaults on a GPU; on the CPU (interpreter) the
 # timings mean nothing, so as few as exercise the path
@@ -112,34 +112,14 @@ def run_setup(setup: tuple[str, ...], paths: dict) -> None:
 _WEIGHTS: dict[tuple, MoEWeights] = {}  # the last spec's weights, reused by the worker's next job
 
 
-def _draw(shape: tuple[int, ...], fan_in: int, dtype: torch.dtype, gen: torch.Generator) -> torch.Tensor:
-    """N(0, 1/fan_in) in `dtype`, drawn in fp32 one expert (row of dim 0) at a time."""
-    out = torch.empty(shape, dtype=dtype, device=gen.device)
-    for row in range(shape[0]):
-        out[row] = torch.randn(shape[1:], generator=gen, device=gen.device).mul_(fan_in**-0.5)
-    return out
-
-
 def tuning_weights(spec: MoESpec, device: torch.device, seed: int = 0) -> MoEWeights:
-    """Weights drawn like moebench.weights.random_weights but on the device, one tensor at a time
-    (the real presets' fp32 host copies would not fit several workers' memory)."""
+    """moebench.weights.random_weights (drawn on the device, one expert at a time), kept for the
+    worker's next job on the same spec."""
     key = (spec, str(device))
     if key not in _WEIGHTS:
         _WEIGHTS.clear()
-        gen = torch.Generator(device=device).manual_seed(seed)
-        e, h, i = spec.num_experts, spec.hidden, spec.intermediate
-        _WEIGHTS[key] = MoEWeights(
-            spec,
-            _draw((e, h), h, spec.dtype, gen),
-            _draw((e, spec.w1_rows, h), h, spec.dtype, gen),
-            _draw((e, h, i), i, spec.dtype, gen),
-        )
+        _WEIGHTS[key] = random_weights(spec, device, seed)
     return _WEIGHTS[key]
-
-
-def tuning_inputs(spec: MoESpec, num_tokens: int, device: torch.device, seed: int) -> torch.Tensor:
-    gen = torch.Generator(device=device).manual_seed(seed)
-    return torch.randn((num_tokens, spec.hidden), generator=gen, device=device).to(spec.dtype)
 
 
 # -- one job ----------------------------------------------------------------------------------
@@ -160,7 +140,7 @@ class _ForwardCheck:
                 self._cases[num_tokens] = self._make_case(num_tokens)
 
     def _make_case(self, num_tokens: int) -> tuple:
-        x = tuning_inputs(self.weights.spec, num_tokens, self.device, seed=1000 + num_tokens)
+        x = random_inputs(self.weights.spec, num_tokens, self.device, seed=1000 + num_tokens)
         return x, reference_moe(x, self.weights)
 
     def __call__(self, config: dict) -> str | None:
@@ -199,8 +179,8 @@ class _GradCheck(_ForwardCheck):
 
     def _make_case(self, num_tokens: int) -> tuple:
         spec = self.weights.spec
-        x = tuning_inputs(spec, num_tokens, self.device, seed=1000 + num_tokens)
-        dy = tuning_inputs(spec, num_tokens, self.device, seed=2000 + num_tokens)
+        x = random_inputs(spec, num_tokens, self.device, seed=1000 + num_tokens)
+        dy = random_inputs(spec, num_tokens, self.device, seed=2000 + num_tokens)
         values = [x, *self.weights.parameters()]
         ref_leaves = _leaves(values, torch.float64)
         ref_out = reference_moe(ref_leaves[0], MoEWeights(spec.with_dtype(torch.float64), *ref_leaves[1:]))
@@ -227,7 +207,7 @@ class _Timer:
 
     def __init__(self, info: registry.ImplInfo, weights: MoEWeights, bucket: int, device: torch.device) -> None:
         self.info, self.weights, self.device = info, weights, device
-        self.x = tuning_inputs(weights.spec, bucket, device, seed=1)
+        self.x = random_inputs(weights.spec, bucket, device, seed=1)
         self.out = torch.empty_like(self.x)
         self.graph = device.type == "cuda" and info.graph_safe
         self.timing = {} if device.type == "cuda" else CPU_TIMING
