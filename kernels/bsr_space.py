@@ -19,6 +19,7 @@ import itertools
 
 import torch
 
+from moebench.kernels.grouped_space import next_pow2
 from moebench.spec import MoESpec
 
 DEFAULT_BLOCK = 128
@@ -38,13 +39,9 @@ TILE_AXES: dict[str, dict[str, str]] = {
 KERNELS: tuple[str, ...] = ("topology", *TILE_AXES)
 
 
-def next_power_of_2(n: int) -> int:
-    return 1 << max(0, (int(n) - 1).bit_length())
-
-
 def default_block(spec: MoESpec, num_tokens: int) -> int:
     """128 (MegaBlocks' choice), but no wider than the intermediate size needs (tiny presets)."""
-    return max(MIN_BLOCK, min(DEFAULT_BLOCK, next_power_of_2(spec.intermediate)))
+    return max(MIN_BLOCK, min(DEFAULT_BLOCK, next_pow2(spec.intermediate)))
 
 
 def topology_default(spec: MoESpec, num_tokens: int) -> dict:
@@ -85,7 +82,7 @@ def _fits(kernel: str, spec: MoESpec, cfg: dict) -> bool:
 def tile_space(kernel: str, spec: MoESpec, num_tokens: int) -> list[dict]:
     """Candidate tiles for `kernel`, pruned by the default block, the hidden size, smem and registers."""
     block = default_block(spec, num_tokens)
-    hidden_cap = max(MIN_BLOCK, next_power_of_2(spec.hidden))
+    hidden_cap = max(MIN_BLOCK, next_pow2(spec.hidden))
     axes = TILE_AXES[kernel]
     out = []
     for bm, bn, bk, warps, stages in itertools.product((64, 128), (64, 128), (32, 64, 128), (4, 8), (2, 3, 4)):

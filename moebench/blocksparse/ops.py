@@ -17,8 +17,9 @@ from moebench.errors import MoEInputError
 from moebench.kernels.bsr_common import ACTIVATION_CODES
 from moebench.kernels.bsr_dsd import combine_kernel, dsd_kernel
 from moebench.kernels.bsr_sdd import sdd_backward_kernel, sdd_forward_kernel
-from moebench.kernels.bsr_space import TILE_AXES, next_power_of_2
+from moebench.kernels.bsr_space import TILE_AXES
 from moebench.kernels.bsr_wgrad import sparse_t_dense_kernel
+from moebench.kernels.grouped_space import next_pow2
 from moebench.kernels.interpreter import dot_flags, store_flags
 from moebench.spec import MoESpec
 
@@ -27,7 +28,7 @@ COMBINE_TILE_ELEMENTS = 4096  # elements per combine program (BLOCK_T * BLOCK_N)
 
 def launch_params(kernel: str, cfg: dict, block: int, hidden: int) -> dict:
     """Config -> constexpr tiles (clamped) and launch options, validated."""
-    caps = {"block": block, "hidden": max(16, next_power_of_2(hidden))}
+    caps = {"block": block, "hidden": max(16, next_pow2(hidden))}
     params = {}
     for key, axis in TILE_AXES[kernel].items():
         value = cfg.get(key)
@@ -129,8 +130,8 @@ def combine(pair_rows: torch.Tensor, topk_weights: torch.Tensor | None, out: tor
     num_tokens, n = out.shape
     if num_tokens == 0:
         return out
-    block_n = min(next_power_of_2(n), COMBINE_TILE_ELEMENTS)
-    block_t = max(1, min(COMBINE_TILE_ELEMENTS // block_n, next_power_of_2(num_tokens)))
+    block_n = min(next_pow2(n), COMBINE_TILE_ELEMENTS)
+    block_t = max(1, min(COMBINE_TILE_ELEMENTS // block_n, next_pow2(num_tokens)))
     grid = (triton_cdiv(num_tokens, block_t), triton_cdiv(n, block_n))
     combine_kernel[grid](
         pair_rows, topk_weights if topk_weights is not None else pair_rows, out,

@@ -20,6 +20,7 @@ from moebench.grouped.align import align_pairs
 from moebench.kernels import combine as combine_kernels
 from moebench.kernels import decode as decode_kernels
 from moebench.kernels import grouped_gemm
+from moebench.kernels.grouped_space import next_pow2
 from moebench.kernels.interpreter import dot_flags, store_flags
 from moebench.spec import MoESpec
 
@@ -43,7 +44,7 @@ def combine(y: torch.Tensor, out: torch.Tensor, top_k: int) -> None:
     if y is out:
         return
     num_tokens, hidden = out.shape
-    block_h = min(COMBINE_BLOCK_H, max(16, 1 << (hidden - 1).bit_length()))
+    block_h = min(COMBINE_BLOCK_H, max(16, next_pow2(hidden)))
     grid = (num_tokens, -(-hidden // block_h))
     combine_kernels.combine_kernel[grid](
         y, out, hidden, top_k, y.stride(0), out.stride(0), BLOCK_H=block_h, **store_flags(out.dtype), num_warps=4
