@@ -8,8 +8,7 @@ slices g of  S_g[b][r, :] @ W[e, g*I + j*BLOCK + (0..BLOCK), n].
 Rows go to their pair's row of `out` ([T*k, N]; fp32 for training, where the router gradient
 reads them, the spec dtype for inference, half the traffic): padding rows are not stored, every
 pair's row is written exactly once, so no atomics and the result is deterministic.
-
-`combine_kernel`: out[t] = sum over slots s (fixed order) of (w[t, s] *) y[t*k + s]; fp32 sums.
+The combine over the k slots is moebench.kernels.combine.combine_kernel.
 """
 
 import triton
@@ -82,36 +81,3 @@ def dsd_kernel(
         acc = acc * tl.load(topk_weight_ptr + safe_pair, mask=row_ok, other=0.0)[:, None]
     out_ptrs = out_ptr + safe_pair[:, None] * stride_out + offs_n[None, :]
     tl.store(out_ptrs, cast_for_store(acc, out_ptr, ROUND_BF16), mask=row_ok[:, None] & n_ok[None, :])
-
-
-@triton.jit
-def combine_kernel(
-    pair_rows_ptr,  # [T * TOP_K, N] fp32 or spec dtype: one row per (token, slot) pair, row stride stride_rows
-    topk_weight_ptr,  # [T * TOP_K] fp32: router weight per pair (read if APPLY_WEIGHT)
-    out_ptr,  # [T, N] output dtype (out), row stride stride_out, unit column stride
-    T,
-    N,
-    stride_rows,
-    stride_out,
-    TOP_K: tl.constexpr,
-    APPLY_WEIGHT: tl.constexpr,
-    BLOCK_T: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    ROUND_BF16: tl.constexpr,
-):
-    offs_t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
-    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    t_ok = offs_t < T
-    mask = t_ok[:, None] & (offs_n < N)[None, :]
-    tokens = offs_t.to(tl.int64)
-    acc = tl.full((BLOCK_T, BLOCK_N), 0.0, dtype=tl.float32)
-    for slot in tl.static_range(TOP_K):  # fixed order: deterministic
-        pair = tokens * TOP_K + slot
-        rows = tl.load(pair_rows_ptr + pair[:, None] * stride_rows + offs_n[None, :], mask=mask, other=0.0)
-        rows = rows.to(tl.float32)
-        if APPLY_WEIGHT:
-            rows = rows * tl.load(topk_weight_ptr + pair, mask=t_ok, other=0.0)[:, None]
-        acc += rows
-    tl.store(
-        out_ptr + tokens[:, None] * stride_out + offs_n[None, :], cast_for_store(acc, out_ptr, ROUND_BF16), mask=mask
-    )

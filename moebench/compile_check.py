@@ -44,7 +44,12 @@ _LAUNCH_MODULES = {
         "moebench.kernels.decode",
         "moebench.kernels.combine",
     ),
-    "block_sparse": ("moebench.kernels.moe_align", "moebench.blocksparse.topology", "moebench.blocksparse.ops"),
+    "block_sparse": (
+        "moebench.kernels.moe_align",
+        "moebench.kernels.combine",
+        "moebench.blocksparse.topology",
+        "moebench.blocksparse.ops",
+    ),
 }
 IMPLS = tuple(_LAUNCH_MODULES)
 

@@ -11,6 +11,7 @@ from moebench.blocksparse.layer import resolve_configs
 from moebench.blocksparse.topology import build_topology, with_transposed
 from moebench.errors import MoEInputError
 from moebench.grouped.align import max_blocks_for
+from moebench.grouped.combine import combine
 from moebench.kernels.interpreter import bf16_cast_truncates, interpreting, store_flags
 from moebench.parity import Case, compare, edge_cases, make_case_inputs, run_case
 from moebench.presets import get_preset
@@ -251,7 +252,7 @@ def test_bf16_stores_round_to_nearest_even(device):
     pair_rows[0, :4], pair_rows[1, :4] = ties, 0.0
     pair_rows = pair_rows.to(device)
     out = torch.empty(num_tokens, hidden, dtype=torch.bfloat16, device=device)
-    ops.combine(pair_rows, None, out, top_k=2)  # fp32 sum of the two slots, stored as bf16
+    combine(pair_rows, None, out, top_k=2)  # fp32 sum of the two slots, stored as bf16
     assert torch.equal(out, (pair_rows[0::2] + pair_rows[1::2]).to(torch.bfloat16))
 
 

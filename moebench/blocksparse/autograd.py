@@ -17,6 +17,7 @@ from torch.autograd.function import once_differentiable
 
 from moebench.blocksparse import ops
 from moebench.blocksparse.topology import Topology
+from moebench.grouped.combine import combine
 from moebench.spec import MoESpec
 
 
@@ -26,7 +27,7 @@ class BlockSparseExperts(torch.autograd.Function):
         h, pre = ops.sdd_forward(x, w1, topo, spec, configs["sdd"], save_pre=True)
         w2_as_dense = (w2.stride(0), w2.stride(2), w2.stride(1))  # element (i, n) = w2[e, n, i]
         y_pair = ops.dsd(h, w2, w2_as_dense, topo, spec, "dsd", configs["dsd"])
-        out = ops.combine(y_pair, topk_weights, torch.empty_like(x), topo.top_k)
+        out = combine(y_pair, topk_weights, torch.empty_like(x), topo.top_k)
         ctx.save_for_backward(x, topk_weights, w1, w2, h, pre, y_pair)
         ctx.topo, ctx.spec, ctx.configs = topo, spec, configs
         return out
@@ -51,7 +52,7 @@ class BlockSparseExperts(torch.autograd.Function):
             if need_x:
                 w1_as_dense = (w1.stride(0), w1.stride(1), w1.stride(2))  # element (g*I + i, n) = w1[e, g*I + i, n]
                 dx_pair = ops.dsd(dpre, w1, w1_as_dense, topo, spec, "dsd_bwd", configs["dsd_bwd"])
-                dx = ops.combine(dx_pair, None, torch.empty_like(x), k)
+                dx = combine(dx_pair, None, torch.empty_like(x), k)
             if need_w1:
                 dw1 = torch.empty_like(w1)
                 strides = (dw1.stride(0), dw1.stride(1), dw1.stride(2))

@@ -19,6 +19,7 @@ from moebench.blocksparse import ops
 from moebench.blocksparse.autograd import BlockSparseExperts
 from moebench.blocksparse.topology import build_topology, check_block
 from moebench.blocksparse.tunables import IMPL_NAME, ensure_registered
+from moebench.grouped.combine import combine
 from moebench.kernels.bsr_space import KERNELS
 from moebench.routing import route
 from moebench.spec import MoESpec
@@ -60,4 +61,4 @@ def block_sparse_moe(
     w2_as_dense = (w2.stride(0), w2.stride(2), w2.stride(1))  # element (i, n) = w2[e, n, i]
     # weighted per-pair rows in the spec dtype (k == 1: the combine is then just a copy)
     y_pair = ops.dsd(h, w2, w2_as_dense, topo, spec, "dsd", configs["dsd"], topk_weights, out_dtype=x.dtype)
-    return ops.combine(y_pair, None, out, spec.top_k)
+    return combine(y_pair, None, out, spec.top_k)

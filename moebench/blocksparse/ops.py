@@ -15,15 +15,13 @@ import torch
 from moebench.blocksparse.topology import Topology
 from moebench.errors import MoEInputError
 from moebench.kernels.bsr_common import ACTIVATION_CODES
-from moebench.kernels.bsr_dsd import combine_kernel, dsd_kernel
+from moebench.kernels.bsr_dsd import dsd_kernel
 from moebench.kernels.bsr_sdd import sdd_backward_kernel, sdd_forward_kernel
 from moebench.kernels.bsr_space import TILE_AXES
 from moebench.kernels.bsr_wgrad import sparse_t_dense_kernel
 from moebench.kernels.grouped_space import next_pow2
 from moebench.kernels.interpreter import dot_flags, store_flags
 from moebench.spec import MoESpec
-
-COMBINE_TILE_ELEMENTS = 4096  # elements per combine program (BLOCK_T * BLOCK_N)
 
 
 def launch_params(kernel: str, cfg: dict, block: int, hidden: int) -> dict:
@@ -121,23 +119,6 @@ def dsd(
         *dense_strides, out.stride(0),
         NUM_SLICES=slices.shape[0], APPLY_WEIGHT=topk_weights is not None, BLOCK=b,
         **p, **dot_flags(blocks.dtype), **store_flags(out.dtype),
-    )  # fmt: skip
-    return out
-
-
-def combine(pair_rows: torch.Tensor, topk_weights: torch.Tensor | None, out: torch.Tensor, top_k: int) -> torch.Tensor:
-    """out[t] = sum_s (w[t, s] *) pair_rows[t*k + s] in a fixed order; writes every element of out."""
-    num_tokens, n = out.shape
-    if num_tokens == 0:
-        return out
-    block_n = min(next_pow2(n), COMBINE_TILE_ELEMENTS)
-    block_t = max(1, min(COMBINE_TILE_ELEMENTS // block_n, next_pow2(num_tokens)))
-    grid = (triton_cdiv(num_tokens, block_t), triton_cdiv(n, block_n))
-    combine_kernel[grid](
-        pair_rows, topk_weights if topk_weights is not None else pair_rows, out,
-        num_tokens, n, pair_rows.stride(0), out.stride(0),
-        TOP_K=top_k, APPLY_WEIGHT=topk_weights is not None, BLOCK_T=block_t, BLOCK_N=block_n,
-        **store_flags(out.dtype),
     )  # fmt: skip
     return out
 

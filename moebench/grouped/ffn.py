@@ -17,15 +17,13 @@ from __future__ import annotations
 import torch
 
 from moebench.grouped.align import align_pairs
-from moebench.kernels import combine as combine_kernels
+from moebench.grouped.combine import combine
 from moebench.kernels import decode as decode_kernels
 from moebench.kernels import grouped_gemm
-from moebench.kernels.grouped_space import next_pow2
 from moebench.kernels.interpreter import dot_flags, store_flags
 from moebench.spec import MoESpec
 
 ACTIVATION_CODES = {"swiglu": 0, "gelu": 1, "relu": 2}  # must match moebench.kernels.grouped_tiles
-COMBINE_BLOCK_H = 1024
 
 
 def _launch_opts(cfg: dict) -> dict:
@@ -37,18 +35,6 @@ def _pair_rows(out: torch.Tensor, num_pairs: int, top_k: int) -> torch.Tensor:
     if top_k == 1:
         return out
     return torch.empty(num_pairs, out.shape[1], dtype=out.dtype, device=out.device)
-
-
-def combine(y: torch.Tensor, out: torch.Tensor, top_k: int) -> None:
-    """out[t] = sum_s y[t*k + s] (fp32, slot order). No-op when the down kernel wrote out itself."""
-    if y is out:
-        return
-    num_tokens, hidden = out.shape
-    block_h = min(COMBINE_BLOCK_H, max(16, next_pow2(hidden)))
-    grid = (num_tokens, -(-hidden // block_h))
-    combine_kernels.combine_kernel[grid](
-        y, out, hidden, top_k, y.stride(0), out.stride(0), BLOCK_H=block_h, **store_flags(out.dtype), num_warps=4
-    )
 
 
 def grouped_ffn(
@@ -131,7 +117,7 @@ def grouped_ffn(
         **flags,
         **_launch_opts(down_cfg),
     )
-    combine(y, out, spec.top_k)
+    combine(y, None, out, spec.top_k)
     return out
 
 
@@ -206,5 +192,5 @@ def decode_ffn(
         **flags,
         **_launch_opts(down_cfg),
     )
-    combine(y, out, spec.top_k)
+    combine(y, None, out, spec.top_k)
     return out
