@@ -30,11 +30,15 @@ from moebench.spec import MoESpec
 MAX_AUTO_WORKERS = 8
 
 
-def auto_workers(device: str, gpu_workers: int = 1) -> int:
-    """Compile workers per tuning process: the CPU cores left over per GPU worker, at most 8;
-    none on the CPU (the interpreter compiles nothing)."""
+def auto_workers(device: str, gpu_workers: int | None = None) -> int:
+    """Compile workers per tuning process: the CPU cores left over per GPU worker (default: one
+    worker per visible GPU), at most 8; none on the CPU (the interpreter compiles nothing)."""
     if device != "cuda":
         return 0
+    if gpu_workers is None:
+        from moebench.tuning.distributed import visible_gpus
+
+        gpu_workers = len(visible_gpus())
     cores = os.cpu_count() or 1
     return max(0, min(MAX_AUTO_WORKERS, cores // max(1, gpu_workers) - 1))
 

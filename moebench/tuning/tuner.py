@@ -24,6 +24,7 @@ from moebench.spec import MoESpec, dtype_name
 from moebench.tuning import cache
 from moebench.tuning.distributed import make_executor
 from moebench.tuning.job import JobResult, TuneJob
+from moebench.tuning.precompile import auto_workers
 from moebench.tuning.space import tunable, tunables
 
 
@@ -146,15 +147,6 @@ def plan(
     return result
 
 
-def _auto_compile_workers(device: str, gpus: int | None) -> int:
-    from moebench.tuning.distributed import visible_gpus
-    from moebench.tuning.precompile import auto_workers
-
-    if device != "cuda":
-        return 0
-    return auto_workers(device, gpus if gpus is not None else max(1, len(visible_gpus())))
-
-
 def _setup_paths(setup: tuple[str, ...]) -> dict:
     """Files of the setup modules loaded here, so a worker that cannot import them by name can."""
     paths = {}
@@ -261,7 +253,7 @@ def tune(
             budget_s=budget_s,
             max_configs=max_configs,
             setup=tuple(worker_setup),
-            compile_workers=compile_workers if compile_workers is not None else _auto_compile_workers(device, gpus),
+            compile_workers=compile_workers if compile_workers is not None else auto_workers(device, gpus),
         )
         rows += planned.rows
         overall = bar.add_task(f"jobs on {where['key']}", total=len(planned.jobs), best="")
