@@ -39,16 +39,16 @@ from moebench.spec import MoESpec, parse_dtype
 # implementation -> modules whose attributes name the kernels the launchers call
 _LAUNCH_MODULES = {
     "triton_grouped": (
-        "moebench.kernels.moe_align",
-        "moebench.kernels.grouped_gemm",
-        "moebench.kernels.decode",
-        "moebench.kernels.combine",
+        "moebench.kernels.common.align",
+        "moebench.kernels.triton_grouped.gemm",
+        "moebench.kernels.triton_grouped.decode",
+        "moebench.kernels.common.combine",
     ),
     "block_sparse": (
-        "moebench.kernels.moe_align",
-        "moebench.kernels.combine",
-        "moebench.blocksparse.topology",
-        "moebench.blocksparse.ops",
+        "moebench.kernels.common.align",
+        "moebench.kernels.common.combine",
+        "moebench.impls.block_sparse.topology",
+        "moebench.impls.block_sparse.ops",
     ),
 }
 IMPLS = tuple(_LAUNCH_MODULES)
@@ -141,11 +141,11 @@ def record_launches(
         x.normal_()  # routing reads x
     with _recording(impl) as log:
         if impl == "triton_grouped":
-            from moebench.grouped.forward import moe_forward
+            from moebench.impls.triton_grouped.forward import moe_forward
 
             moe_forward(x, weights.router, weights.w1, weights.w2, spec, None, config)
         else:
-            from moebench.blocksparse.layer import block_sparse_moe
+            from moebench.impls.block_sparse.layer import block_sparse_moe
 
             with torch.enable_grad():
                 out = block_sparse_moe(x.requires_grad_(backward), weights, config=config)

@@ -1,0 +1,90 @@
+"""Tile helpers shared by the grouped-GEMM and decode MoE kernels (all @triton.jit, inlined).
+
+- `swizzle_pid`: GROUP_M program ordering, so programs that run together share weight tiles in L2.
+- `expert_tile`: the K loop of an expert product: one weight operand (the down layer, or gate only)
+  or two sharing each A tile (SwiGLU's gate and up), one fp32 accumulator each.
+- `activation_epilogue`: silu(gate) * up, exact-erf GELU or ReLU, in fp32.
+
+Every tile product goes through `mma` (moebench.kernels.common.matmul) so the interpreter's bf16 dot bug
+workaround applies; the kernels using these tiles store through `cast_for_store`
+(moebench.kernels.common.rounding) for the interpreter's truncating bf16 cast. Masks: A rows by `row_ok`
+(padding rows, pairs of other experts) and, unless EVEN_K (K % BLOCK_K == 0), the K tail. Weight
+columns are never masked on load: callers pass column offsets taken modulo N (always in bounds) and
+mask the store instead.
+"""
+
+import triton
+import triton.language as tl
+
+from moebench.kernels.common.matmul import mma
+
+# activation codes (constexpr): the launcher maps spec.activation to these
+ACT_SWIGLU: tl.constexpr = tl.constexpr(0)
+ACT_GELU: tl.constexpr = tl.constexpr(1)
+ACT_RELU: tl.constexpr = tl.constexpr(2)
+
+
+@triton.jit
+def swizzle_pid(pid, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
+    """Program id -> (pid_m, pid_n), walking GROUP_M M-blocks down one N column before moving on."""
+    width = GROUP_M * num_pid_n
+    group = pid // width
+    first_m = group * GROUP_M
+    size_m = tl.minimum(num_pid_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % width) % size_m
+    pid_n = (pid % width) // size_m
+    return pid_m, pid_n
+
+
+@triton.jit
+def activation_epilogue(gate, up, ACTIVATION: tl.constexpr):
+    """gate, up: [BM, BN] fp32 -> activation [BM, BN] fp32 (up is ignored unless swiglu)."""
+    if ACTIVATION == ACT_SWIGLU:
+        h = gate / (1.0 + tl.exp(-gate)) * up
+    elif ACTIVATION == ACT_GELU:
+        h = 0.5 * gate * (1.0 + tl.math.erf(gate * 0.7071067811865476))
+    else:
+        h = tl.maximum(gate, 0.0)
+    return h
+
+
+@triton.jit
+def expert_tile(
+    a_ptrs,  # [BLOCK_M, BLOCK_K] pointers to the first K tile of the A rows (compute dtype)
+    w_ptrs,  # [BLOCK_K, BLOCK_N] pointers to the first K tile of the (gate) weight rows (compute dtype)
+    row_ok,  # [BLOCK_M] bool: rows that exist (others load zeros)
+    up_offset,  # elements from a gate row of w1 to the matching up row (I * stride of w1's rows); GATED only
+    K,  # reduction length (hidden for the first layer, intermediate for the down layer)
+    step_a,  # elements to advance a_ptrs by one K tile
+    step_w,  # elements to advance w_ptrs by one K tile
+    GATED: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    EVEN_K: tl.constexpr,
+    UPCAST_BF16: tl.constexpr,
+    FP32_IEEE: tl.constexpr,
+):
+    """Returns (acc_gate, acc_up) [BLOCK_M, BLOCK_N] fp32; acc_up stays zero (and is compiled away
+    when unused) unless GATED."""
+    acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc_u = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    offs_k = tl.arange(0, BLOCK_K)
+    for k0 in range(0, K, BLOCK_K):
+        if EVEN_K:
+            a = tl.load(a_ptrs, mask=row_ok[:, None], other=0.0)
+            wg = tl.load(w_ptrs)
+        else:
+            k_ok = offs_k < K - k0
+            a = tl.load(a_ptrs, mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+            wg = tl.load(w_ptrs, mask=k_ok[:, None], other=0.0)
+        acc_g = mma(a, wg, acc_g, UPCAST_BF16, FP32_IEEE)
+        if GATED:
+            if EVEN_K:
+                wu = tl.load(w_ptrs + up_offset)
+            else:
+                wu = tl.load(w_ptrs + up_offset, mask=(offs_k < K - k0)[:, None], other=0.0)
+            acc_u = mma(a, wu, acc_u, UPCAST_BF16, FP32_IEEE)
+        a_ptrs += step_a
+        w_ptrs += step_w
+    return acc_g, acc_u
