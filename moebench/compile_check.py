@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
+from moebench.kernels.common.interpreter import interpreting
 from moebench.presets import get_preset
 from moebench.spec import MoESpec, parse_dtype
 
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--space", action="store_true", help="every tuning-space candidate, not the defaults")
     parser.add_argument("--arch", type=int, default=90)
     args = parser.parse_args(argv)
-    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+    if interpreting():
         print("compile_check: unset TRITON_INTERPRET (the interpreter replaces compiled kernels)", file=sys.stderr)
         return 2
     spec = get_preset(args.preset, parse_dtype(args.dtype))

@@ -19,14 +19,15 @@ import itertools
 
 import torch
 
-from moebench.kernels.triton_grouped.space import next_pow2
+from moebench.kernels.common.hopper import ACC_REGS_PER_THREAD, MULTI_TILE_EPILOGUE_REGS, SMEM_LIMIT_BYTES
+from moebench.kernels.common.pow2 import next_pow2
 from moebench.spec import MoESpec
 
 DEFAULT_BLOCK = 128
 MIN_BLOCK = 16
 MAX_BLOCK = 256
-SMEM_LIMIT_BYTES = 220 * 1024  # H100: 227 KiB per block, minus room for the epilogue
-MAX_ACC_REGS_PER_THREAD = 128  # fp32 accumulator registers per thread before spilling gets likely
+# shared memory the K loop may use: the sm_90 limit minus 7 KiB kept for the epilogue (220 KiB)
+EPILOGUE_SMEM_HEADROOM_BYTES = 7 * 1024
 
 # kernel -> which tile dimensions run along a block (True) or along a dense dimension (False)
 TILE_AXES: dict[str, dict[str, str]] = {
@@ -75,8 +76,8 @@ def _fits(kernel: str, spec: MoESpec, cfg: dict) -> bool:
     tiles = _accumulators(kernel, spec)
     regs = tiles * bm * bn / (32 * cfg["num_warps"])
     if tiles > 1:
-        regs *= 1.25  # the epilogue combines the live tiles: ptxas spilled at exactly 128 (sm_90)
-    return smem <= SMEM_LIMIT_BYTES and regs <= MAX_ACC_REGS_PER_THREAD
+        regs *= MULTI_TILE_EPILOGUE_REGS  # the epilogue combines the live tiles
+    return smem <= SMEM_LIMIT_BYTES - EPILOGUE_SMEM_HEADROOM_BYTES and regs <= ACC_REGS_PER_THREAD
 
 
 def tile_space(kernel: str, spec: MoESpec, num_tokens: int) -> list[dict]:

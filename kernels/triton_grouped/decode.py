@@ -14,8 +14,9 @@ launcher uses this path for small T*k only).
 import triton
 import triton.language as tl
 
+from moebench.kernels.common.activation import ACT_SWIGLU, activation_forward
 from moebench.kernels.common.rounding import cast_for_store
-from moebench.kernels.triton_grouped.tiles import ACT_SWIGLU, activation_epilogue, expert_tile
+from moebench.kernels.triton_grouped.tiles import expert_tile
 
 
 @triton.jit
@@ -90,7 +91,7 @@ def decode_gate_up_kernel(
                 UPCAST_BF16,
                 FP32_IEEE,
             )
-            h = activation_epilogue(gate, up, ACTIVATION)
+            h = activation_forward(gate, up, ACTIVATION)
             h_ptrs = h_ptr + pairs.to(tl.int64)[:, None] * stride_ht + offs_n[None, :]
             tl.store(
                 h_ptrs,

@@ -16,8 +16,9 @@ index and a stride can pass 2**31 (expert * stride_e, token * stride, row * stri
 import triton
 import triton.language as tl
 
+from moebench.kernels.common.activation import ACT_SWIGLU, activation_forward
 from moebench.kernels.common.rounding import cast_for_store
-from moebench.kernels.triton_grouped.tiles import ACT_SWIGLU, activation_epilogue, expert_tile, swizzle_pid
+from moebench.kernels.triton_grouped.tiles import expert_tile, swizzle_pid
 
 
 @triton.jit
@@ -79,7 +80,7 @@ def grouped_gate_up_kernel(
         UPCAST_BF16,
         FP32_IEEE,
     )
-    h = activation_epilogue(gate, up, ACTIVATION)
+    h = activation_forward(gate, up, ACTIVATION)
     h_ptrs = h_ptr + rows.to(tl.int64)[:, None] * stride_ht + offs_n[None, :]
     tl.store(h_ptrs, cast_for_store(h, h_ptr, ROUND_BF16), mask=row_ok[:, None] & (offs_n < inter)[None, :])
 

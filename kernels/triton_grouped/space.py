@@ -11,8 +11,8 @@ Kernels (names used in `config={kernel: {...}}` and by moebench.tuning):
   decode_down     decode GEMM 2: same keys.
 
 Pure Python (no triton import): the registry imports it to register the tunables.
-Pruning: tiles no larger than the problem needs, shared memory within Hopper's per-block limit
-(232,448 B of its 228 KB per SM), and fp32 accumulators within ~128 registers per thread.
+Pruning: tiles no larger than the problem needs, shared memory and registers within the one sm_90
+resource model (moebench.kernels.common.hopper), plus the ptxas-calibrated bounds below.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from __future__ import annotations
 import itertools
 import math
 
+from moebench.kernels.common.hopper import ACC_REGS_PER_THREAD, MULTI_TILE_EPILOGUE_REGS, SM_COUNT, SMEM_LIMIT_BYTES
+from moebench.kernels.common.pow2 import next_pow2
 from moebench.spec import MoESpec
 
-SMEM_LIMIT_BYTES = 232_448  # H100: the most dynamic shared memory one block may use
 DECODE_MAX_PAIRS = 32  # default rule: the decode path runs when T * k <= this
-TARGET_PROGRAMS = 4 * 132  # decode: enough programs for 4 per SM on an H100 (132 SMs)
+TARGET_PROGRAMS = 4 * SM_COUNT  # decode: enough programs for 4 per SM
 MIN_SLAB_BYTES = 64 * 1024  # decode: weight bytes one program streams at least
-ACC_REGS_PER_THREAD = 128  # fp32 accumulator registers per thread we allow a tile to need
 DECODE_WGMMA_REGS_PER_THREAD = 112  # decode kernels, BLOCK_P >= 64: accumulators + A tile (ptxas -v)
 OPERAND_REGS_PER_THREAD = 72  # operand-tile registers per thread off the wgmma path (ptxas -v: 80 can spill)
 
@@ -35,10 +35,6 @@ DOWN_KEYS = ("BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages")
 DOWN_OPTIONAL_KEYS = ("BLOCK_M",)
 DECODE_KEYS = ("BLOCK_P", "BLOCK_N", "BLOCK_K", "num_warps", "num_stages")
 PATHS = ("grouped", "decode")
-
-
-def next_pow2(n: int) -> int:
-    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
 
 
 def _clamp_pow2(value: int, limit: int, floor: int = 16) -> int:
@@ -93,12 +89,13 @@ def decode_wgmma_regs_fit(block_p: int, cfg: dict, gates: int, elem_bytes: int) 
     """The decode kernels on the wgmma path (BLOCK_P >= 64) keep their gathered A tile in registers
     beside the accumulators, and swiglu's epilogue holds both gate and up tiles. compile_check
     --space (sm_90, bf16; mixtral, gpt-oss and deepseek at T = 1, 16, 128, 4096) compiled 918
-    decode launches: 14 with BLOCK_P = 64 spilled 52-476 bytes. This bound, acc * (1.25 when
-    gated) + A <= 112 registers per thread, drops exactly those 14 and none that compiled clean."""
+    decode launches: 14 with BLOCK_P = 64 spilled 52-476 bytes. This bound, acc (times
+    MULTI_TILE_EPILOGUE_REGS when gated) + A <= 112 registers per thread, drops exactly those 14
+    and none that compiled clean."""
     if block_p < 64:
         return True
     threads = 32 * cfg["num_warps"]
-    acc = acc_regs(block_p, cfg["BLOCK_N"], gates, cfg["num_warps"]) * (1.25 if gates > 1 else 1.0)
+    acc = acc_regs(block_p, cfg["BLOCK_N"], gates, cfg["num_warps"]) * (MULTI_TILE_EPILOGUE_REGS if gates > 1 else 1.0)
     a_tile = block_p * cfg["BLOCK_K"] * elem_bytes / 4 / threads
     return acc + a_tile <= DECODE_WGMMA_REGS_PER_THREAD
 

@@ -3,7 +3,6 @@
 - `swizzle_pid`: GROUP_M program ordering, so programs that run together share weight tiles in L2.
 - `expert_tile`: the K loop of an expert product: one weight operand (the down layer, or gate only)
   or two sharing each A tile (SwiGLU's gate and up), one fp32 accumulator each.
-- `activation_epilogue`: silu(gate) * up, exact-erf GELU or ReLU, in fp32.
 
 Every tile product goes through `mma` (moebench.kernels.common.matmul) so the interpreter's bf16 dot bug
 workaround applies; the kernels using these tiles store through `cast_for_store`
@@ -18,11 +17,6 @@ import triton.language as tl
 
 from moebench.kernels.common.matmul import mma
 
-# activation codes (constexpr): the launcher maps spec.activation to these
-ACT_SWIGLU: tl.constexpr = tl.constexpr(0)
-ACT_GELU: tl.constexpr = tl.constexpr(1)
-ACT_RELU: tl.constexpr = tl.constexpr(2)
-
 
 @triton.jit
 def swizzle_pid(pid, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
@@ -34,18 +28,6 @@ def swizzle_pid(pid, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
     pid_m = first_m + (pid % width) % size_m
     pid_n = (pid % width) // size_m
     return pid_m, pid_n
-
-
-@triton.jit
-def activation_epilogue(gate, up, ACTIVATION: tl.constexpr):
-    """gate, up: [BM, BN] fp32 -> activation [BM, BN] fp32 (up is ignored unless swiglu)."""
-    if ACTIVATION == ACT_SWIGLU:
-        h = gate / (1.0 + tl.exp(-gate)) * up
-    elif ACTIVATION == ACT_GELU:
-        h = 0.5 * gate * (1.0 + tl.math.erf(gate * 0.7071067811865476))
-    else:
-        h = tl.maximum(gate, 0.0)
-    return h
 
 
 @triton.jit

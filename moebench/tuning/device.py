@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from moebench.registry import triton_interpreter_enabled
+from moebench.kernels.common.interpreter import interpreting
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def device_info(device: torch.device | str) -> DeviceInfo:
     device = _as_device(device)
     if device.type == "cuda":
         return _cuda_info(device.index)
-    if triton_interpreter_enabled():
+    if interpreting():
         return DeviceInfo("cpu-interpreter", "CPU (Triton interpreter)", device.type)
     machine = normalise_name(platform.machine() or "unknown")
     return DeviceInfo(f"{device.type}-{machine}", f"{device.type} {platform.machine()}", device.type)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from moebench.kernels.common.interpreter import interpreting
 from moebench.spec import MoESpec
 
 MAX_AUTO_WORKERS = 8
@@ -122,4 +123,4 @@ class Precompiler:
 
 def precompile_available() -> bool:
     """Whether warmup can compile here: a CUDA GPU and compiled (not interpreted) Triton."""
-    return torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET", "0") in ("", "0")
+    return torch.cuda.is_available() and not interpreting()

@@ -20,7 +20,7 @@ from moebench.kernels.block_sparse.space import TILE_AXES
 from moebench.kernels.block_sparse.wgrad import sparse_t_dense_kernel
 from moebench.kernels.common.activation import ACTIVATION_CODES
 from moebench.kernels.common.interpreter import dot_flags, store_flags
-from moebench.kernels.triton_grouped.space import next_pow2
+from moebench.kernels.common.pow2 import next_pow2
 from moebench.spec import MoESpec
 
 

@@ -26,7 +26,7 @@ import torch
 from moebench.impls.block_sparse.config import check_block
 from moebench.impls.common.align import align_pairs
 from moebench.kernels.block_sparse.layout import bsr_layout_kernel
-from moebench.kernels.triton_grouped.space import next_pow2
+from moebench.kernels.common.pow2 import next_pow2
 
 LAYOUT_TILE_ELEMENTS = 4096  # elements of one program's [row blocks, BLOCK or NB_PAD] tile
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from moebench.kernels.common import align as align_kernels
-from moebench.kernels.triton_grouped.space import next_pow2
+from moebench.kernels.common.pow2 import next_pow2
 
 MAX_CHUNKS = 128  # programs of the count and scatter kernels (the scan handles this many chunks)
 ONEHOT_ELEMS = 4096  # elements of one [SUB, E_PAD] one-hot tile

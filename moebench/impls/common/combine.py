@@ -7,7 +7,7 @@ import torch
 
 from moebench.kernels.common import combine as combine_kernels
 from moebench.kernels.common.interpreter import store_flags
-from moebench.kernels.triton_grouped.space import next_pow2
+from moebench.kernels.common.pow2 import next_pow2
 
 COMBINE_TILE_ELEMENTS = 4096  # elements per combine program (BLOCK_T * BLOCK_N)
 

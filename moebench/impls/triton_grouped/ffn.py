@@ -18,12 +18,11 @@ import torch
 
 from moebench.impls.common.align import align_pairs
 from moebench.impls.common.combine import combine
+from moebench.kernels.common.activation import ACTIVATION_CODES
 from moebench.kernels.common.interpreter import dot_flags, store_flags
 from moebench.kernels.triton_grouped import decode as decode_kernels
 from moebench.kernels.triton_grouped import gemm
 from moebench.spec import MoESpec
-
-ACTIVATION_CODES = {"swiglu": 0, "gelu": 1, "relu": 2}  # must match moebench.kernels.triton_grouped.tiles
 
 
 def _launch_opts(cfg: dict) -> dict:
