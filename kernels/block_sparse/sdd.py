@@ -17,6 +17,7 @@ Padding rows (row_to_pair = -1) and padding columns (>= I) are written as exact 
 import triton
 import triton.language as tl
 
+from moebench.kernels.block_sparse.blocks import sdd_block, sdd_tile
 from moebench.kernels.common.activation import activation_backward, activation_forward
 from moebench.kernels.common.matmul import mma
 from moebench.kernels.common.rounding import cast_for_store
@@ -52,24 +53,13 @@ def sdd_forward_kernel(
     FP32_IEEE: tl.constexpr,
     ROUND_BF16: tl.constexpr,
 ):
-    # program -> (block b, sub-tile); sub-tiles of one block are adjacent programs
-    SUB_M: tl.constexpr = BLOCK // BLOCK_M
-    SUB_N: tl.constexpr = BLOCK // BLOCK_N
-    pid = tl.program_id(0)
-    b = (pid // (SUB_M * SUB_N)).to(tl.int64)
-    col_block = tl.load(block_col_ptr + b)
-    if col_block < 0:  # past the used blocks (the grid uses a host-side bound)
+    b, col_block = sdd_block(block_col_ptr, BLOCK, BLOCK_M, BLOCK_N)
+    if col_block < 0:  # past the used blocks (host-side grid bound); here, not in sdd_block: helpers cannot return
         return
-    row_block = tl.load(block_row_ptr + b).to(tl.int64)
-    expert = (col_block // NB_I).to(tl.int64)
-    j = col_block % NB_I
-    offs_m = ((pid // SUB_N) % SUB_M) * BLOCK_M + tl.arange(0, BLOCK_M)  # rows within the block
-    offs_n = (pid % SUB_N) * BLOCK_N + tl.arange(0, BLOCK_N)  # columns within the block
-    pair = tl.load(row_to_pair_ptr + row_block * BLOCK + offs_m)  # rows < max_rows by construction
-    row_ok = pair >= 0
-    token = tl.where(row_ok, pair, 0).to(tl.int64) // TOP_K
-    cols = j * BLOCK + offs_n  # index into I
-    col_ok = cols < inter
+    expert, offs_m, offs_n, row_ok, safe_pair, cols, col_ok = sdd_tile(
+        b, col_block, block_row_ptr, row_to_pair_ptr, inter, NB_I, BLOCK, BLOCK_M, BLOCK_N
+    )
+    token = safe_pair // TOP_K
     offs_k = tl.arange(0, BLOCK_K)
 
     x_ptrs = x_ptr + token[:, None] * stride_xt + offs_k[None, :]
@@ -128,25 +118,13 @@ def sdd_backward_kernel(
     FP32_IEEE: tl.constexpr,
     ROUND_BF16: tl.constexpr,
 ):
-    # program -> (block b, sub-tile); sub-tiles of one block are adjacent programs
-    SUB_M: tl.constexpr = BLOCK // BLOCK_M
-    SUB_N: tl.constexpr = BLOCK // BLOCK_N
-    pid = tl.program_id(0)
-    b = (pid // (SUB_M * SUB_N)).to(tl.int64)
-    col_block = tl.load(block_col_ptr + b)
-    if col_block < 0:  # past the used blocks (the grid uses a host-side bound)
+    b, col_block = sdd_block(block_col_ptr, BLOCK, BLOCK_M, BLOCK_N)
+    if col_block < 0:  # past the used blocks (host-side grid bound); here, not in sdd_block: helpers cannot return
         return
-    row_block = tl.load(block_row_ptr + b).to(tl.int64)
-    expert = (col_block // NB_I).to(tl.int64)
-    j = col_block % NB_I
-    offs_m = ((pid // SUB_N) % SUB_M) * BLOCK_M + tl.arange(0, BLOCK_M)  # rows within the block
-    offs_n = (pid % SUB_N) * BLOCK_N + tl.arange(0, BLOCK_N)  # columns within the block
-    pair = tl.load(row_to_pair_ptr + row_block * BLOCK + offs_m)
-    row_ok = pair >= 0
-    safe_pair = tl.where(row_ok, pair, 0).to(tl.int64)
+    expert, offs_m, offs_n, row_ok, safe_pair, cols, col_ok = sdd_tile(
+        b, col_block, block_row_ptr, row_to_pair_ptr, inter, NB_I, BLOCK, BLOCK_M, BLOCK_N
+    )
     token = safe_pair // TOP_K
-    cols = j * BLOCK + offs_n
-    col_ok = cols < inter
     offs_k = tl.arange(0, BLOCK_K)
 
     dy_ptrs = dy_ptr + token[:, None] * stride_dyt + offs_k[None, :]

@@ -20,6 +20,7 @@ weight gradients are deterministic (no atomics). Experts with no token get exact
 import triton
 import triton.language as tl
 
+from moebench.kernels.block_sparse.blocks import dense_columns, sub_block
 from moebench.kernels.common.matmul import mma
 from moebench.kernels.common.rounding import cast_for_store
 
@@ -50,15 +51,11 @@ def sparse_t_dense_kernel(
     FP32_IEEE: tl.constexpr,
     ROUND_BF16: tl.constexpr,
 ):
-    SUB_M: tl.constexpr = BLOCK // BLOCK_M
-    pid_c = tl.program_id(0)
-    column_block = pid_c // SUB_M
+    column_block, offs_i = sub_block(BLOCK, BLOCK_M)  # offs_i: columns within the block
     g = tl.program_id(2)  # slice: gate (0) or up (1)
     expert = (column_block // NB_I).to(tl.int64)
-    offs_i = (pid_c % SUB_M) * BLOCK_M + tl.arange(0, BLOCK_M)  # columns within the block
     i = (column_block % NB_I) * BLOCK + offs_i  # index into I
-    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    n_ok = offs_n < N
+    offs_n, n_ok = dense_columns(N, BLOCK_N)
     offs_r = tl.arange(0, BLOCK_K)
     start = tl.load(column_offsets_t_ptr + column_block)
     end = tl.load(column_offsets_t_ptr + column_block + 1)

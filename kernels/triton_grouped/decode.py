@@ -14,9 +14,16 @@ launcher uses this path for small T*k only).
 import triton
 import triton.language as tl
 
-from moebench.kernels.common.activation import ACT_SWIGLU, activation_forward
 from moebench.kernels.common.rounding import cast_for_store
-from moebench.kernels.triton_grouped.tiles import expert_tile
+from moebench.kernels.triton_grouped.tiles import down_tile, expert_weight_ptrs, gate_up_tile
+
+
+@triton.jit
+def pairs_of_expert(topk_ids_ptr, p0, end, expert, BLOCK_P: tl.constexpr):
+    """Pairs p0 .. p0 + BLOCK_P - 1 (those < end) -> (their ids, which of them are routed to `expert`)."""
+    pairs = p0 + tl.arange(0, BLOCK_P)
+    ids = tl.load(topk_ids_ptr + pairs, mask=pairs < end, other=-1)
+    return pairs, ids == expert
 
 
 @triton.jit
@@ -28,9 +35,8 @@ def program_expert(topk_ids_ptr, slot, BY_EXPERT: tl.constexpr, BLOCK_P: tl.cons
         expert = tl.load(topk_ids_ptr + slot).to(tl.int32)
         earlier = 0
         for p0 in range(0, slot, BLOCK_P):
-            pairs = p0 + tl.arange(0, BLOCK_P)
-            ids = tl.load(topk_ids_ptr + pairs, mask=pairs < slot, other=-1)
-            earlier += tl.sum((ids == expert).to(tl.int32), axis=0)
+            _, mine = pairs_of_expert(topk_ids_ptr, p0, slot, expert, BLOCK_P)
+            earlier += tl.sum(mine.to(tl.int32), axis=0)
         expert = tl.where(earlier > 0, -1, expert)
     return expert
 
@@ -62,20 +68,17 @@ def decode_gate_up_kernel(
     ROUND_BF16: tl.constexpr,
 ):
     expert = program_expert(topk_ids_ptr, tl.program_id(0), BY_EXPERT, BLOCK_P)
-    if expert < 0:
+    if expert < 0:  # another program serves this expert (here, not in program_expert: helpers cannot return)
         return
-    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    cols = offs_n % inter
-    offs_k = tl.arange(0, BLOCK_K)
-    w_ptrs = w1_ptr + expert.to(tl.int64) * stride_we + cols[None, :] * stride_wn + offs_k[:, None] * stride_wk
+    offs_n, offs_k, w_ptrs = expert_weight_ptrs(
+        w1_ptr, expert.to(tl.int64), tl.program_id(1), inter, stride_we, stride_wn, stride_wk, BLOCK_N, BLOCK_K
+    )
     for p0 in range(0, num_pairs, BLOCK_P):
-        pairs = p0 + tl.arange(0, BLOCK_P)
-        ids = tl.load(topk_ids_ptr + pairs, mask=pairs < num_pairs, other=-1)
-        mine = ids == expert
+        pairs, mine = pairs_of_expert(topk_ids_ptr, p0, num_pairs, expert, BLOCK_P)
         if tl.sum(mine.to(tl.int32), axis=0) > 0:
             tokens = (pairs // top_k).to(tl.int64)
             a_ptrs = x_ptr + tokens[:, None] * stride_xt + offs_k[None, :] * stride_xh
-            gate, up = expert_tile(
+            h = gate_up_tile(
                 a_ptrs,
                 w_ptrs,
                 mine,
@@ -83,7 +86,7 @@ def decode_gate_up_kernel(
                 hidden,
                 BLOCK_K * stride_xh,
                 BLOCK_K * stride_wk,
-                ACTIVATION == ACT_SWIGLU,
+                ACTIVATION,
                 BLOCK_P,
                 BLOCK_N,
                 BLOCK_K,
@@ -91,7 +94,6 @@ def decode_gate_up_kernel(
                 UPCAST_BF16,
                 FP32_IEEE,
             )
-            h = activation_forward(gate, up, ACTIVATION)
             h_ptrs = h_ptr + pairs.to(tl.int64)[:, None] * stride_ht + offs_n[None, :]
             tl.store(
                 h_ptrs,
@@ -125,29 +127,24 @@ def decode_down_kernel(
     ROUND_BF16: tl.constexpr,
 ):
     expert = program_expert(topk_ids_ptr, tl.program_id(0), BY_EXPERT, BLOCK_P)
-    if expert < 0:
+    if expert < 0:  # another program serves this expert (here, not in program_expert: helpers cannot return)
         return
-    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    cols = offs_n % hidden
-    offs_k = tl.arange(0, BLOCK_K)
-    w_ptrs = w2_ptr + expert.to(tl.int64) * stride_we + cols[None, :] * stride_wn + offs_k[:, None] * stride_wk
+    offs_n, offs_k, w_ptrs = expert_weight_ptrs(
+        w2_ptr, expert.to(tl.int64), tl.program_id(1), hidden, stride_we, stride_wn, stride_wk, BLOCK_N, BLOCK_K
+    )
     for p0 in range(0, num_pairs, BLOCK_P):
-        pairs = p0 + tl.arange(0, BLOCK_P)
-        pair_ok = pairs < num_pairs
-        ids = tl.load(topk_ids_ptr + pairs, mask=pair_ok, other=-1)
-        mine = ids == expert
+        pairs, mine = pairs_of_expert(topk_ids_ptr, p0, num_pairs, expert, BLOCK_P)
         if tl.sum(mine.to(tl.int32), axis=0) > 0:
             rows = pairs.to(tl.int64)
             a_ptrs = h_ptr + rows[:, None] * stride_ht + offs_k[None, :]
-            acc, _ = expert_tile(
+            y = down_tile(
                 a_ptrs,
                 w_ptrs,
                 mine,
-                0,  # up_offset: one weight operand
+                topk_weights_ptr,
+                pairs,
                 inter,
-                BLOCK_K,
                 BLOCK_K * stride_wk,
-                False,  # GATED
                 BLOCK_P,
                 BLOCK_N,
                 BLOCK_K,
@@ -155,8 +152,6 @@ def decode_down_kernel(
                 UPCAST_BF16,
                 FP32_IEEE,
             )
-            weight = tl.load(topk_weights_ptr + pairs, mask=mine, other=0.0)
-            y = acc * weight[:, None]
             y_ptrs = y_ptr + rows[:, None] * stride_yt + offs_n[None, :]
             tl.store(
                 y_ptrs,

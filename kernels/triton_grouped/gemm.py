@@ -16,9 +16,8 @@ index and a stride can pass 2**31 (expert * stride_e, token * stride, row * stri
 import triton
 import triton.language as tl
 
-from moebench.kernels.common.activation import ACT_SWIGLU, activation_forward
 from moebench.kernels.common.rounding import cast_for_store
-from moebench.kernels.triton_grouped.tiles import expert_tile, swizzle_pid
+from moebench.kernels.triton_grouped.tiles import down_tile, expert_weight_ptrs, gate_up_tile, swizzle_pid
 
 
 @triton.jit
@@ -59,12 +58,11 @@ def grouped_gate_up_kernel(
     tokens = (pairs // top_k).to(tl.int64)
     expert = tl.load(block_expert_ptr + pid_m).to(tl.int64)
 
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    cols = offs_n % inter  # always in bounds: loads need no column mask
-    offs_k = tl.arange(0, BLOCK_K)
+    offs_n, offs_k, w_ptrs = expert_weight_ptrs(
+        w1_ptr, expert, pid_n, inter, stride_we, stride_wn, stride_wk, BLOCK_N, BLOCK_K
+    )
     a_ptrs = x_ptr + tokens[:, None] * stride_xt + offs_k[None, :] * stride_xh
-    w_ptrs = w1_ptr + expert * stride_we + cols[None, :] * stride_wn + offs_k[:, None] * stride_wk
-    gate, up = expert_tile(
+    h = gate_up_tile(
         a_ptrs,
         w_ptrs,
         row_ok,
@@ -72,7 +70,7 @@ def grouped_gate_up_kernel(
         hidden,
         BLOCK_K * stride_xh,
         BLOCK_K * stride_wk,
-        ACTIVATION == ACT_SWIGLU,
+        ACTIVATION,
         BLOCK_M,
         BLOCK_N,
         BLOCK_K,
@@ -80,7 +78,6 @@ def grouped_gate_up_kernel(
         UPCAST_BF16,
         FP32_IEEE,
     )
-    h = activation_forward(gate, up, ACTIVATION)
     h_ptrs = h_ptr + rows.to(tl.int64)[:, None] * stride_ht + offs_n[None, :]
     tl.store(h_ptrs, cast_for_store(h, h_ptr, ROUND_BF16), mask=row_ok[:, None] & (offs_n < inter)[None, :])
 
@@ -122,20 +119,18 @@ def grouped_down_kernel(
     row_ok = pairs < num_pairs
     expert = tl.load(block_expert_ptr + pid_m // SPLIT).to(tl.int64)
 
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    cols = offs_n % hidden
-    offs_k = tl.arange(0, BLOCK_K)
+    offs_n, offs_k, w_ptrs = expert_weight_ptrs(
+        w2_ptr, expert, pid_n, hidden, stride_we, stride_wn, stride_wk, BLOCK_N, BLOCK_K
+    )
     a_ptrs = h_ptr + rows.to(tl.int64)[:, None] * stride_ht + offs_k[None, :]
-    w_ptrs = w2_ptr + expert * stride_we + cols[None, :] * stride_wn + offs_k[:, None] * stride_wk
-    acc, _ = expert_tile(
+    y = down_tile(
         a_ptrs,
         w_ptrs,
         row_ok,
-        0,  # up_offset: one weight operand
+        topk_weights_ptr,
+        pairs,
         inter,
-        BLOCK_K,
         BLOCK_K * stride_wk,
-        False,  # GATED
         BLOCK_M,
         BLOCK_N,
         BLOCK_K,
@@ -143,7 +138,5 @@ def grouped_down_kernel(
         UPCAST_BF16,
         FP32_IEEE,
     )
-    weight = tl.load(topk_weights_ptr + pairs, mask=row_ok, other=0.0)
-    y = acc * weight[:, None]
     y_ptrs = y_ptr + pairs.to(tl.int64)[:, None] * stride_yt + offs_n[None, :]
     tl.store(y_ptrs, cast_for_store(y, y_ptr, ROUND_BF16), mask=row_ok[:, None] & (offs_n < hidden)[None, :])
