@@ -178,25 +178,20 @@ def gate_up_default(spec: MoESpec, num_tokens: int) -> dict:
     return _shrink_to_fit(bm, cfg, gates, elem)
 
 
-def gate_up_space(spec: MoESpec, num_tokens: int) -> list[dict]:
-    gates, elem = _gates(spec), _elem_bytes(spec)
-    n, k = spec.intermediate, spec.hidden
-    max_bm = max(16, 2 * next_pow2(math.ceil(avg_rows_per_expert(spec, num_tokens))))
+def _grouped_candidates(block_ms, n: int, k: int, gates: int, elem: int, *, tune_block_m: bool) -> list[dict]:
+    """Candidates of a grouped GEMM with N = n, K = k for each BLOCK_M in block_ms, pruned by fits();
+    tune_block_m: BLOCK_M is a key of the config (gate_up), else inherited (down)."""
     block_ks = (32, 64) if elem == 4 else (64, 128)
     out, seen = [], set()
     for bm, bn, bk, group_m, warps, stages in itertools.product(
-        (16, 32, 64, 128), (32, 64, 128, 256), block_ks, (1, 8), (4, 8), (3, 4)
+        block_ms, (32, 64, 128, 256), block_ks, (1, 8), (4, 8), (3, 4)
     ):
-        if bm > max_bm or (group_m > 1 and bm < 32):
+        if tune_block_m and group_m > 1 and bm < 32:
             continue
-        cfg = {
-            "BLOCK_M": bm,
-            "BLOCK_N": _clamp_pow2(bn, n),
-            "BLOCK_K": _clamp_pow2(bk, k),
-            "GROUP_M": group_m,
-            "num_warps": warps,
-            "num_stages": stages,
-        }
+        cfg = {"BLOCK_M": bm} if tune_block_m else {}
+        cfg.update(
+            BLOCK_N=_clamp_pow2(bn, n), BLOCK_K=_clamp_pow2(bk, k), GROUP_M=group_m, num_warps=warps, num_stages=stages
+        )
         key = tuple(cfg.values())
         if key in seen or not fits(bm, cfg, gates, elem):
             continue
@@ -204,6 +199,15 @@ def gate_up_space(spec: MoESpec, num_tokens: int) -> list[dict]:
             continue
         seen.add(key)
         out.append(cfg)
+    return out
+
+
+def gate_up_space(spec: MoESpec, num_tokens: int) -> list[dict]:
+    max_bm = max(16, 2 * next_pow2(math.ceil(avg_rows_per_expert(spec, num_tokens))))
+    block_ms = [bm for bm in (16, 32, 64, 128) if bm <= max_bm]
+    out = _grouped_candidates(
+        block_ms, spec.intermediate, spec.hidden, _gates(spec), _elem_bytes(spec), tune_block_m=True
+    )
     return out or [gate_up_default(spec, num_tokens)]
 
 
@@ -227,26 +231,8 @@ def down_default(spec: MoESpec, num_tokens: int) -> dict:
 
 def down_space(spec: MoESpec, num_tokens: int) -> list[dict]:
     """Pruned for the default gate_up BLOCK_M (down inherits the BLOCK_M pairs are padded to)."""
-    elem = _elem_bytes(spec)
     bm = gate_up_default(spec, num_tokens)["BLOCK_M"]
-    n, k = spec.hidden, spec.intermediate
-    block_ks = (32, 64) if elem == 4 else (64, 128)
-    out, seen = [], set()
-    for bn, bk, group_m, warps, stages in itertools.product((32, 64, 128, 256), block_ks, (1, 8), (4, 8), (3, 4)):
-        cfg = {
-            "BLOCK_N": _clamp_pow2(bn, n),
-            "BLOCK_K": _clamp_pow2(bk, k),
-            "GROUP_M": group_m,
-            "num_warps": warps,
-            "num_stages": stages,
-        }
-        key = tuple(cfg.values())
-        if key in seen or not fits(bm, cfg, 1, elem):
-            continue
-        if warps == 8 and bm * cfg["BLOCK_N"] < 64 * 128:
-            continue
-        seen.add(key)
-        out.append(cfg)
+    out = _grouped_candidates((bm,), spec.hidden, spec.intermediate, 1, _elem_bytes(spec), tune_block_m=False)
     return out or [down_default(spec, num_tokens)]
 
 

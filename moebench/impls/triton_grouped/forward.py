@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from moebench.impls.triton_grouped.config import resolve_launch_configs
-from moebench.impls.triton_grouped.ffn import decode_ffn, grouped_ffn
+from moebench.impls.triton_grouped.ffn import run_ffn
 from moebench.routing import route
 from moebench.spec import MoESpec
 
@@ -32,5 +32,4 @@ def moe_forward(
     if num_tokens == 0:
         return out
     topk_weights, topk_ids = route(x, router, spec)  # [T, k] fp32, [T, k] int64
-    run = grouped_ffn if configs.path == "grouped" else decode_ffn
-    return run(x, w1, w2, topk_weights, topk_ids, spec, out, configs.first, configs.second)
+    return run_ffn(configs.path, x, w1, w2, topk_weights, topk_ids, spec, out, configs.first, configs.second)
