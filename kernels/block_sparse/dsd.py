@@ -14,7 +14,7 @@ The combine over the k slots is moebench.kernels.common.combine.combine_kernel.
 import triton
 import triton.language as tl
 
-from moebench.kernels.block_sparse.blocks import dense_columns, row_pairs, sub_block
+from moebench.kernels.block_sparse.blocks import dense_columns, row_pairs
 from moebench.kernels.common.matmul import mma
 from moebench.kernels.common.rounding import cast_for_store
 
@@ -46,11 +46,14 @@ def dsd_kernel(
     FP32_IEEE: tl.constexpr,
     ROUND_BF16: tl.constexpr,
 ):
-    row_block, offs_m = sub_block(BLOCK, BLOCK_M)  # offs_m: rows within the block
+    SUB_M: tl.constexpr = BLOCK // BLOCK_M
+    pid_m = tl.program_id(0)
+    row_block = pid_m // SUB_M
     start = tl.load(row_offsets_ptr + row_block).to(tl.int64)  # int64 bounds: block offsets below are int64
     end = tl.load(row_offsets_ptr + row_block + 1).to(tl.int64)
     if start >= end:  # a row block past the last used one (host-side grid bound); helpers cannot return
         return
+    offs_m = (pid_m % SUB_M) * BLOCK_M + tl.arange(0, BLOCK_M)  # rows within the block
     row_ok, safe_pair = row_pairs(row_to_pair_ptr, row_block.to(tl.int64), offs_m, BLOCK)
     offs_n, n_ok = dense_columns(N, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)

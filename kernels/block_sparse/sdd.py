@@ -53,13 +53,12 @@ def sdd_forward_kernel(
     FP32_IEEE: tl.constexpr,
     ROUND_BF16: tl.constexpr,
 ):
-    b, col_block = sdd_block(block_col_ptr, BLOCK, BLOCK_M, BLOCK_N)
+    pid, b, col_block = sdd_block(block_col_ptr, BLOCK, BLOCK_M, BLOCK_N)
     if col_block < 0:  # past the used blocks (host-side grid bound); here, not in sdd_block: helpers cannot return
         return
-    expert, offs_m, offs_n, row_ok, safe_pair, cols, col_ok = sdd_tile(
-        b, col_block, block_row_ptr, row_to_pair_ptr, inter, NB_I, BLOCK, BLOCK_M, BLOCK_N
+    expert, offs_m, offs_n, row_ok, safe_pair, token, cols, col_ok = sdd_tile(
+        pid, b, col_block, block_row_ptr, row_to_pair_ptr, inter, TOP_K, NB_I, BLOCK, BLOCK_M, BLOCK_N
     )
-    token = safe_pair // TOP_K
     offs_k = tl.arange(0, BLOCK_K)
 
     x_ptrs = x_ptr + token[:, None] * stride_xt + offs_k[None, :]
@@ -118,13 +117,12 @@ def sdd_backward_kernel(
     FP32_IEEE: tl.constexpr,
     ROUND_BF16: tl.constexpr,
 ):
-    b, col_block = sdd_block(block_col_ptr, BLOCK, BLOCK_M, BLOCK_N)
+    pid, b, col_block = sdd_block(block_col_ptr, BLOCK, BLOCK_M, BLOCK_N)
     if col_block < 0:  # past the used blocks (host-side grid bound); here, not in sdd_block: helpers cannot return
         return
-    expert, offs_m, offs_n, row_ok, safe_pair, cols, col_ok = sdd_tile(
-        b, col_block, block_row_ptr, row_to_pair_ptr, inter, NB_I, BLOCK, BLOCK_M, BLOCK_N
+    expert, offs_m, offs_n, row_ok, safe_pair, token, cols, col_ok = sdd_tile(
+        pid, b, col_block, block_row_ptr, row_to_pair_ptr, inter, TOP_K, NB_I, BLOCK, BLOCK_M, BLOCK_N
     )
-    token = safe_pair // TOP_K
     offs_k = tl.arange(0, BLOCK_K)
 
     dy_ptrs = dy_ptr + token[:, None] * stride_dyt + offs_k[None, :]
