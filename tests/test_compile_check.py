@@ -107,7 +107,7 @@ def test_triton_layers_run_on_meta_tensors(impl, backward, tokens):
 @pytest.mark.parametrize("name", ["naive_loop", "padded_batch", "padded_batch_capacity", "grouped_mm"])
 def test_graph_safe_flag_agrees_with_a_meta_run(name):
     import moebench.impls  # noqa: F401
-    from moebench.compile_check import _empty_weights
+    from moebench.compile_check.record import _empty_weights
     from moebench.registry import get
 
     info = get(name)

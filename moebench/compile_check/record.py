@@ -1,41 +1,20 @@
-"""Compile every Triton kernel launch of an implementation for a GPU target, without a GPU.
+"""Record the Triton kernel launches of an implementation without running them.
 
-The Triton interpreter is lenient (it runs kernels as NumPy code), so it cannot show what only the
-compiler rejects or what the GPU pays for (register spills, shared memory, tensor-core use). This
-runs the real launchers on `meta` tensors (no memory, real shapes and strides) with every kernel
-replaced by a recorder, then compiles each recorded launch ahead of time with Triton's own
-argument specialisation for the target (default sm_90, the H100), and reports per kernel the
-shared memory, and from `ptxas -v` the registers and spill bytes, whether wgmma is used, and how
-many of the global -> shared async copies are 16 bytes wide (what memory-bound tiles want).
-
-    TRITON_INTERPRET=0 python -m moebench.compile_check --impl triton_grouped --preset qwen3-30b-a3b
-    TRITON_INTERPRET=0 python -m moebench.compile_check --impl block_sparse --backward --preset mixtral-8x7b
-    TRITON_INTERPRET=0 python -m moebench.compile_check --impl block_sparse --space --tokens 4096
-
---space compiles every candidate of every tuning space (moebench tune's search space) instead of
-the defaults, so a config the H100 would reject, or one that spills, shows before a GPU is lent.
-Identical compilations (same kernel, constexprs, options, specialisation) are done once.
-
-Needs triton with its NVIDIA backend (ptxas ships in the wheel); no GPU and no CUDA driver.
+The real launchers run, on `meta` tensors by default (no memory, real shapes and strides), with
+every kernel the launchers call replaced by a recorder; the result is the list of launches (kernel,
+grid, arguments) a real run would make, in order. `space_configs` lists every tuning-space
+candidate of an implementation as a full config, so each can be recorded and compiled.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import os
-import re
-import subprocess
-import sys
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
-from moebench.kernels.common.interpreter import interpreting
-from moebench.presets import get_preset
-from moebench.spec import MoESpec, parse_dtype
+from moebench.spec import MoESpec
 
 # implementation -> modules whose attributes name the kernels the launchers call
 _LAUNCH_MODULES = {
@@ -61,17 +40,6 @@ class Launch:
     grid: tuple
     args: tuple
     kwargs: dict
-
-
-@dataclass
-class CompiledLaunch:
-    name: str
-    constexprs: dict
-    shared_bytes: int
-    registers: int | None
-    spill_bytes: int | None
-    uses_wgmma: bool
-    async_copies: tuple[int, int] = (0, 0)  # (16-byte, all) cp.async global -> shared copies in the PTX
 
 
 class _Recorder:
@@ -155,89 +123,6 @@ def record_launches(
     return log
 
 
-def _specialize(value) -> tuple[str, str | None]:
-    from triton._C.libtriton import native_specialize_impl
-    from triton.backends.compiler import BaseBackend
-
-    return native_specialize_impl(BaseBackend, value, False, True, True)[:2]
-
-
-def _ptxas_stats(ptx: str, arch: int) -> tuple[int | None, int | None]:
-    try:
-        from triton.backends.nvidia.compiler import get_ptxas
-
-        ptxas = get_ptxas(arch).path  # the ptxas Triton itself uses for this arch
-    except (ImportError, AttributeError, RuntimeError):
-        return None, None
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "k.ptx")
-        with open(path, "w") as f:
-            f.write(ptx)
-        suffix = "a" if arch >= 90 else ""
-        proc = subprocess.run(
-            [ptxas, "-v", f"--gpu-name=sm_{arch}{suffix}", path, "-o", os.path.join(tmp, "k.cubin")],
-            capture_output=True,
-            text=True,
-        )
-    regs = re.search(r"Used (\d+) registers", proc.stderr)
-    spills = re.findall(r"(\d+) bytes spill stores", proc.stderr)
-    return (int(regs.group(1)) if regs else None), (max(map(int, spills)) if spills else None)
-
-
-def _source(launch: Launch):
-    """(ASTSource, constexprs, options, key): equal keys compile the same."""
-    from triton.compiler import ASTSource
-
-    kernel = launch.kernel
-    options = {k: v for k, v in launch.kwargs.items() if k not in kernel.arg_names}
-    bound = dict(zip(kernel.arg_names, launch.args))
-    bound.update({k: v for k, v in launch.kwargs.items() if k in kernel.arg_names})
-    signature, constexprs, attrs = {}, {}, {}
-    for index, param in enumerate(kernel.params):
-        value = bound[param.name]
-        if param.is_constexpr:
-            signature[param.name], constexprs[param.name] = "constexpr", value
-            continue
-        kind, attr = _specialize(value)
-        signature[param.name] = kind
-        if kind == "constexpr":
-            constexprs[param.name] = value
-        elif attr == "D":
-            attrs[(index,)] = [["tt.divisibility", 16]]
-    key = (
-        kernel.__name__,
-        tuple(signature.items()),
-        tuple((k, repr(v)) for k, v in constexprs.items()),
-        tuple(sorted(attrs)),
-        tuple(sorted(options.items())),
-    )
-    source = ASTSource(fn=kernel, signature=signature, constexprs=constexprs, attrs=attrs)
-    return source, constexprs, options, key
-
-
-def compile_launch(launch: Launch, arch: int = 90, cache: dict | None = None) -> CompiledLaunch:
-    """Compile one recorded launch for sm_<arch>; `cache` (a dict) reuses identical compilations."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-
-    source, constexprs, options, key = _source(launch)
-    if cache is not None and key in cache:
-        return cache[key]
-    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
-    ptx = compiled.asm["ptx"]
-    regs, spills = _ptxas_stats(ptx, arch)
-    shown = {k: v for k, v in constexprs.items() if isinstance(v, (bool, int)) and k.isupper()}
-    copies = re.findall(r"cp\.async\.c[ga]\.shared\.global\S* \[[^\]]+\], \[[^\]]+\], (\w+)", ptx)
-    wide = sum(int(size, 0) == 16 for size in copies)
-    result = CompiledLaunch(
-        launch.kernel.__name__, {**shown, **options}, compiled.metadata.shared, regs, spills, "wgmma" in ptx,
-        (wide, len(copies)),
-    )  # fmt: skip
-    if cache is not None:
-        cache[key] = result
-    return result
-
-
 def space_configs(impl: str, spec: MoESpec, num_tokens: int, *, backward: bool):
     """(kernel, candidate, full config) for every candidate of every tuning space of `impl` at T,
     the other kernels at their defaults; a candidate of a kernel that another selects (the decode
@@ -266,58 +151,3 @@ def _activate(target, config: dict, kernels, spec: MoESpec, num_tokens: int) -> 
             if target.active(trial):
                 return trial
     return None
-
-
-def _report(tokens: int, compiled: CompiledLaunch, grid) -> str:
-    return (
-        f"T={tokens} {compiled.name}: smem={compiled.shared_bytes} regs={compiled.registers} "
-        f"spill={compiled.spill_bytes} wgmma={compiled.uses_wgmma} "
-        f"cp.async16={compiled.async_copies[0]}/{compiled.async_copies[1]} grid={grid} {compiled.constexprs}"
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--impl", choices=IMPLS, default="triton_grouped")
-    parser.add_argument("--preset", default="qwen3-30b-a3b")
-    parser.add_argument("--dtype", default="bf16")
-    parser.add_argument("--tokens", default="1,16,1024")
-    parser.add_argument("--path", choices=("auto", "grouped", "decode"), default="auto", help="triton_grouped only")
-    parser.add_argument("--backward", action="store_true", help="also the backward pass (block_sparse)")
-    parser.add_argument("--space", action="store_true", help="every tuning-space candidate, not the defaults")
-    parser.add_argument("--arch", type=int, default=90)
-    args = parser.parse_args(argv)
-    if interpreting():
-        print("compile_check: unset TRITON_INTERPRET (the interpreter replaces compiled kernels)", file=sys.stderr)
-        return 2
-    spec = get_preset(args.preset, parse_dtype(args.dtype))
-    base = None if args.path == "auto" or args.impl != "triton_grouped" else {"path": {"path": args.path}}
-    cache: dict = {}
-    failures = spilling = 0
-    for tokens in (int(t) for t in args.tokens.split(",")):
-        if args.space:
-            runs = [(f"{kernel}={cand}", config) for kernel, cand, config in space_configs(
-                args.impl, spec, tokens, backward=args.backward)]  # fmt: skip
-        else:
-            runs = [("defaults", base)]
-        for label, config in runs:
-            before = len(cache)
-            for launch in record_launches(spec, tokens, config, impl=args.impl, backward=args.backward):
-                try:
-                    compiled = compile_launch(launch, args.arch, cache)
-                except Exception as exc:  # report every failing launch, keep going
-                    failures += 1
-                    print(f"T={tokens} {launch.kernel.__name__} [{label}]: FAILED {type(exc).__name__}: {exc}")
-                    continue
-                new = len(cache) > before
-                before = len(cache)
-                if args.space and not new:
-                    continue  # compiled before: reported then
-                spilling += new and bool(compiled.spill_bytes)
-                print(_report(tokens, compiled, launch.grid))
-    print(f"compile_check: {len(cache)} distinct compilations, {failures} failed, {spilling} spill")
-    return 1 if failures else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

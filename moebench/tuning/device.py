@@ -9,6 +9,7 @@ CPU: "cpu-interpreter" under TRITON_INTERPRET=1 (timings there only exercise the
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import re
 from dataclasses import asdict, dataclass
@@ -72,3 +73,11 @@ def triton_version() -> str:
     except ImportError:
         return "none"
     return str(triton.__version__)
+
+
+def visible_gpus() -> list[str]:
+    """Physical ids of the GPUs this process may use (honours CUDA_VISIBLE_DEVICES)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip()]
+    return [str(i) for i in range(torch.cuda.device_count())]
