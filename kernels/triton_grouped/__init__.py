@@ -5,6 +5,6 @@
                       (router weight fused), then common.combine.combine_kernel
   decode path         decode.decode_gate_up_kernel, decode.decode_down_kernel, then the combine
   shared tiles        tiles (program swizzle, the K loop of an expert product)
-  tuning spaces       space (pure Python: the registry imports it without triton)
+  tuning spaces       space (pure Python: the registry imports it without triton), fit (what fits sm_90)
 This package imports nothing on import (no triton).
 """

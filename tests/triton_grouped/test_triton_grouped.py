@@ -16,7 +16,7 @@ import torch
 
 from moebench import registry
 from moebench.errors import MoEInputError
-from moebench.kernels.triton_grouped import space
+from moebench.kernels.triton_grouped import fit, space
 from moebench.parity import Case, compare, edge_cases, make_case_inputs, random_cases, run_case
 from moebench.presets import REAL_PRESETS, get_preset
 from moebench.reference import reference_moe
@@ -94,13 +94,13 @@ def test_defaults_fit_hopper_for_real_presets(preset):
         gates, elem = (2 if spec.gated else 1), spec.dtype.itemsize
         for tokens in (1, 4, 16, 128, 1024, 16384):
             gate_up = space.gate_up_default(spec, tokens)
-            assert space.fits(gate_up["BLOCK_M"], gate_up, gates, elem), (preset, tokens, gate_up)
-            assert space.fits(gate_up["BLOCK_M"], space.down_default(spec, tokens), 1, elem)
+            assert fit.fits(gate_up["BLOCK_M"], gate_up, gates, elem), (preset, tokens, gate_up)
+            assert fit.fits(gate_up["BLOCK_M"], space.down_default(spec, tokens), 1, elem)
             for cfg, g in (
                 (space.decode_gate_up_default(spec, tokens), gates),
                 (space.decode_down_default(spec, tokens), 1),
             ):
-                assert space.fits(cfg["BLOCK_P"], cfg, g, elem), (preset, tokens, cfg)
+                assert fit.fits(cfg["BLOCK_P"], cfg, g, elem), (preset, tokens, cfg)
 
 
 def test_decode_space_drops_the_tiles_ptxas_spilled():
@@ -115,7 +115,7 @@ def test_decode_space_drops_the_tiles_ptxas_spilled():
     clean = [(True, 64, 128), (True, 64, 64), (False, 128, 128), (False, 64, 256)]
     for gated, bn, bk in spilled + clean:
         cfg = {"BLOCK_P": 64, "BLOCK_N": bn, "BLOCK_K": bk, "num_warps": 4, "num_stages": 2}
-        fits = space.decode_wgmma_regs_fit(64, cfg, 2 if gated else 1, 2)
+        fits = fit.decode_wgmma_regs_fit(64, cfg, 2 if gated else 1, 2)
         assert fits == ((gated, bn, bk) in clean), cfg
     spec = get_preset("gpt-oss-20b", "bf16")  # T=16: 64 pairs, BLOCK_P = 64
     offered = {(c["BLOCK_N"], c["BLOCK_K"], c["num_warps"]) for c in space.decode_gate_up_space(spec, 16)}
