@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
 
 from moebench.errors import MoEInputError, UnknownImplementationError
+from moebench.kernels.common.interpreter import interpreting
 from moebench.spec import MoESpec
 from moebench.validate import check_inputs
 from moebench.weights import MoEWeights
@@ -40,10 +40,6 @@ def _package_available(name: str) -> bool:
         return False
 
 
-def triton_interpreter_enabled() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
 def requirement_missing(requirement: str, device: str) -> str | None:
     """None when `requirement` holds on `device`, else the reason it does not."""
     if requirement == "cuda":
@@ -51,9 +47,9 @@ def requirement_missing(requirement: str, device: str) -> str | None:
     if requirement == "triton":
         if not _package_available("triton"):
             return "needs triton (pip install 'moebench[triton]')"
-        if device == "cpu" and not triton_interpreter_enabled():
+        if device == "cpu" and not interpreting():
             return "Triton kernels run on the CPU only under TRITON_INTERPRET=1"
-        if device == "cuda" and triton_interpreter_enabled():
+        if device == "cuda" and interpreting():
             return "TRITON_INTERPRET=1 is set: Triton kernels run on CPU tensors only"
         return None
     if requirement == "grouped_mm":

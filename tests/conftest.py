@@ -12,10 +12,12 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+from moebench.kernels.common.interpreter import interpreting  # noqa: E402  (imports no triton)
+
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # Triton kernels on CPU tensors need the interpreter: on a GPU machine (compiled kernels) the tests
 # marked `interpreter`, which run them on CPU tensors on purpose, are skipped with that reason.
-INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+INTERPRETING = interpreting()
 
 
 @pytest.fixture

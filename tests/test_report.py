@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from moebench.cli import main
-from moebench.report.tables import comparison_tables, fmt_number, group_rows
+from moebench.report.grid import group_rows
+from moebench.report.tables import comparison_tables, fmt_number
 from moebench.results import read_rows, write_rows
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -10,7 +10,7 @@ import pytest
 from test_tuning_fake_impl import IMPL, TINY, installed
 
 from moebench.errors import MoEInputError
-from moebench.tuning import PIN_ENV, cache, resolve_config
+from moebench.tuning import PIN_ENV, cache, files, resolve_config
 from moebench.tuning.device import device_info
 from moebench.tuning.space import tunable
 
@@ -32,7 +32,7 @@ def ffn_path(root, triton=None):
 
 def write(path, buckets: dict) -> pathlib.Path:
     sig = cache.signature(tunable(IMPL, "ffn"), TINY)
-    meta = cache.run_meta(device_info("cpu").as_dict(), "test")
+    meta = files.run_meta(device_info("cpu").as_dict(), "test")
     entries = {b: {"config": c, "ms": 1.0, "default_ms": 2.0, "candidates_tried": 3} for b, c in buckets.items()}
     cache.record_buckets(path, sig, meta, entries)
     return path
@@ -195,14 +195,14 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(dirs, monkeypatch):
 
 def test_the_shipped_folder_is_the_checkouts_results_configs():
     root = pathlib.Path(__file__).resolve().parents[1]
-    assert cache.shipped_config_dir.__wrapped__() == root / "results" / "configs"
+    assert files.shipped_config_dir.__wrapped__() == root / "results" / "configs"
 
 
 def test_tune_needs_an_output_folder_when_there_is_no_checkout(monkeypatch):
     from moebench.tuning.tuner import resolve_out_dir
 
     monkeypatch.delenv(cache.CONFIG_DIR_ENV, raising=False)
-    monkeypatch.setattr(cache, "shipped_config_dir", lambda: None)
+    monkeypatch.setattr(files, "shipped_config_dir", lambda: None)
     with pytest.raises(MoEInputError, match="--out-dir"):
         resolve_out_dir(None)
     monkeypatch.setenv(cache.CONFIG_DIR_ENV, "/somewhere")

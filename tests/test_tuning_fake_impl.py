@@ -28,7 +28,7 @@ from moebench.reference import reference_moe
 from moebench.routing import route
 from moebench.spec import MoESpec
 from moebench.timing import Timing
-from moebench.tuning import cache, job, resolve_config
+from moebench.tuning import cache, files, resolve_config, trial
 from moebench.tuning.space import configs, register_tunable, tunables, unregister_tunable
 from moebench.weights import random_inputs, random_weights
 
@@ -167,9 +167,9 @@ def installed(tmp_path, monkeypatch):
     user.mkdir()
     shipped.mkdir()
     monkeypatch.setenv(cache.CONFIG_DIR_ENV, str(user))
-    monkeypatch.setattr(cache, "shipped_config_dir", lambda: shipped)
+    monkeypatch.setattr(files, "shipped_config_dir", lambda: shipped)
     monkeypatch.delenv("MOEBENCH_PIN_CONFIG", raising=False)
-    monkeypatch.setattr(job, "time_fn", virtual_time_fn)
+    monkeypatch.setattr(trial, "time_fn", virtual_time_fn)
     cache.clear_memo()
     install()
     CALLS.clear()

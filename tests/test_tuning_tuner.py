@@ -9,7 +9,7 @@ from test_tuning_fake_impl import IMPL, TINY, installed
 from moebench.cli import main
 from moebench.parity import compare
 from moebench.reference import reference_moe
-from moebench.tuning import cache, job, lookup_config, tuner
+from moebench.tuning import cache, lookup_config, trial, tuner
 from moebench.tuning.device import device_info
 from moebench.weights import random_inputs, random_weights
 
@@ -124,7 +124,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(dirs, monkeypatch):
 
 
 def test_a_kernel_with_no_passing_config_fails_and_records_nothing(dirs, monkeypatch):
-    monkeypatch.setattr(job._ForwardCheck, "__call__", lambda self, config: "parity: always wrong")
+    monkeypatch.setattr(trial.ForwardCheck, "__call__", lambda self, config: "parity: always wrong")
     rows = run_tune(dirs["user"], buckets=(8,))
     assert {r.status for r in rows} == {"failed"}
     assert all("no config passed the parity check" in r.detail for r in rows)
@@ -135,7 +135,7 @@ def test_a_failing_reference_fails_the_job_not_the_configs(dirs, monkeypatch):
     def out_of_memory(*args, **kwargs):
         raise RuntimeError("out of memory (simulated)")
 
-    monkeypatch.setattr(job, "reference_moe", out_of_memory)
+    monkeypatch.setattr(trial, "reference_moe", out_of_memory)
     rows = run_tune(dirs["user"], buckets=(8,))
     assert {r.status for r in rows} == {"failed"}
     assert all("fp64 reference failed" in r.detail and "simulated" in r.detail for r in rows)

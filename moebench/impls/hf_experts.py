@@ -49,40 +49,41 @@ def _aligned(weights: MoEWeights) -> bool:
     return weights.spec.hidden % multiple == 0 and weights.spec.intermediate % multiple == 0
 
 
-def _build_module(weights: MoEWeights, experts_implementation: str) -> torch.nn.Module:
-    """An HF experts module whose parameters are our weight tensors (built on meta, no allocation)."""
-    spec = weights.spec
-    common = dict(hidden_size=spec.hidden, num_attention_heads=1, num_key_value_heads=1)
-    if spec.gated:
+def _experts_classes(gated: bool) -> tuple[type, type, dict[str, str]]:
+    """(config class, experts module class, our field -> the config's name for it) of HF's gated
+    (Mixtral: gate_up_proj) or non-gated (NemotronH: up_proj) experts."""
+    if gated:
         from transformers import MixtralConfig
         from transformers.models.mixtral.modeling_mixtral import MixtralExperts
 
-        config = MixtralConfig(
-            num_local_experts=spec.num_experts,
-            num_experts_per_tok=spec.top_k,
-            intermediate_size=spec.intermediate,
-            hidden_act=_HF_ACT[spec.activation],
-            **common,
-        )
-        config._experts_implementation = experts_implementation
-        with torch.device("meta"):
-            module = MixtralExperts(config)
-        module.gate_up_proj = torch.nn.Parameter(weights.w1, requires_grad=False)
-    else:
-        from transformers import NemotronHConfig
-        from transformers.models.nemotron_h.modeling_nemotron_h import NemotronHExperts
+        names = dict(experts="num_local_experts", intermediate="intermediate_size", act="hidden_act")
+        return MixtralConfig, MixtralExperts, {**names, "w1": "gate_up_proj"}
+    from transformers import NemotronHConfig
+    from transformers.models.nemotron_h.modeling_nemotron_h import NemotronHExperts
 
-        config = NemotronHConfig(
-            n_routed_experts=spec.num_experts,
-            num_experts_per_tok=spec.top_k,
-            moe_intermediate_size=spec.intermediate,
-            mlp_hidden_act=_HF_ACT[spec.activation],
-            **common,
-        )
-        config._experts_implementation = experts_implementation
-        with torch.device("meta"):
-            module = NemotronHExperts(config)
-        module.up_proj = torch.nn.Parameter(weights.w1, requires_grad=False)
+    names = dict(experts="n_routed_experts", intermediate="moe_intermediate_size", act="mlp_hidden_act")
+    return NemotronHConfig, NemotronHExperts, {**names, "w1": "up_proj"}
+
+
+def _build_module(weights: MoEWeights, experts_implementation: str) -> torch.nn.Module:
+    """An HF experts module whose parameters are our weight tensors (built on meta, no allocation)."""
+    spec = weights.spec
+    config_class, module_class, names = _experts_classes(spec.gated)
+    config = config_class(
+        num_experts_per_tok=spec.top_k,
+        hidden_size=spec.hidden,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        **{
+            names["experts"]: spec.num_experts,
+            names["intermediate"]: spec.intermediate,
+            names["act"]: _HF_ACT[spec.activation],
+        },
+    )
+    config._experts_implementation = experts_implementation
+    with torch.device("meta"):
+        module = module_class(config)
+    setattr(module, names["w1"], torch.nn.Parameter(weights.w1, requires_grad=False))
     module.down_proj = torch.nn.Parameter(weights.w2, requires_grad=False)
     return module.eval()
 

@@ -6,8 +6,9 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from moebench.report.grid import parse_number
 from moebench.report.plots import write_plots
-from moebench.report.tables import comparison_tables, fmt_number, parse_number
+from moebench.report.tables import comparison_tables, fmt_number
 
 ENV_SUMMARY = ("device_name", "torch", "triton", "python", "date", "command")
 

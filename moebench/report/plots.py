@@ -12,7 +12,7 @@ import math
 import re
 from pathlib import Path
 
-from moebench.report.tables import Grid, baseline_ms, group_rows, impl_order
+from moebench.report.grid import Grid, baseline_ms, group_rows, impl_order
 
 
 def _pyplot():

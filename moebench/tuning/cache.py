@@ -8,7 +8,8 @@ One file per (device, Triton version, implementation, kernel, E, k, H, I, activa
      "buckets": {"1": {"config": {...}, "ms": ..., "default_ms": ..., "candidates_tried": n, ...}, ...}}
 
 Config folders, searched in order: $MOEBENCH_CONFIG_DIR (the user's), then the shipped folder
-(the repository's results/configs/ in an editable install; a wheel ships none).
+(the repository's results/configs/ in an editable install; a wheel ships none); folders, names and
+atomic writes: moebench.tuning.files.
 
 `lookup` falls back: exact file -> same device, other Triton version (warns) -> None, i.e. the
 kernel's default heuristic (warns once per key on CUDA). A corrupt or stale file (format,
@@ -18,14 +19,8 @@ used. Each key is resolved once per process; later calls touch no file.
 
 from __future__ import annotations
 
-import contextlib
-import datetime as _dt
-import functools
-import glob
 import json
 import os
-import re
-import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,95 +28,28 @@ from pathlib import Path
 
 import torch
 
-from moebench.spec import MoESpec, dtype_name
+from moebench.spec import MoESpec
 from moebench.tuning.buckets import TOKEN_BUCKETS, BucketIndex
 from moebench.tuning.device import device_info, triton_version
+from moebench.tuning.files import (
+    CONFIG_DIR_ENV,
+    config_dirs,
+    config_path,
+    folder_lock,
+    other_version_paths,
+    spec_fields,
+    spec_tag,
+    write_atomic,
+)
 from moebench.tuning.space import TunableKernel, space_signature, tunable
 
 FORMAT = 1
-CONFIG_DIR_ENV = "MOEBENCH_CONFIG_DIR"
 # device types on which a missing tuned config is worth a warning (on the CPU the default is expected)
 WARN_UNTUNED_DEVICE_TYPES = {"cuda"}
 
 
 class TuningCacheWarning(UserWarning):
     """A tuned-config file was unusable or only approximately matching; the message says which."""
-
-
-# -- where the files are ----------------------------------------------------------------------
-
-
-@functools.cache
-def shipped_config_dir() -> Path | None:
-    """The repository's results/configs/ when moebench runs from a source checkout (editable
-    install), else None: a wheel does not ship tuned configs (results/ is not a package)."""
-    root = Path(__file__).resolve().parents[2]
-    folder = root / "results" / "configs"
-    if folder.is_dir() and (root / "pyproject.toml").is_file():
-        return folder
-    return None
-
-
-def config_dirs() -> tuple[str, ...]:
-    """Folders searched for tuned configs, first wins: $MOEBENCH_CONFIG_DIR, then the shipped one."""
-    dirs = []
-    user = os.environ.get(CONFIG_DIR_ENV)
-    if user:
-        dirs.append(user)
-    shipped = shipped_config_dir()
-    if shipped is not None and str(shipped) not in dirs:
-        dirs.append(str(shipped))
-    return tuple(dirs)
-
-
-def default_out_dir() -> Path | None:
-    """Where `moebench tune` writes without --out-dir: $MOEBENCH_CONFIG_DIR, else the shipped folder."""
-    user = os.environ.get(CONFIG_DIR_ENV)
-    return Path(user) if user else shipped_config_dir()
-
-
-def spec_tag(spec: MoESpec) -> str:
-    e, k, h, i = spec.shape
-    return f"E{e}-k{k}-H{h}-I{i}-{spec.activation}-{dtype_name(spec.dtype)}"
-
-
-def spec_fields(spec: MoESpec) -> dict:
-    e, k, h, i = spec.shape
-    return {
-        "num_experts": e,
-        "top_k": k,
-        "hidden": h,
-        "intermediate": i,
-        "activation": spec.activation,
-        "dtype": dtype_name(spec.dtype),
-    }
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text)
-
-
-def file_name(impl: str, kernel: str, spec: MoESpec, triton: str) -> str:
-    return f"{_safe(impl)}__{_safe(kernel)}__{spec_tag(spec)}__triton-{_safe(triton)}.json"
-
-
-def config_path(
-    root: str | Path, device_key: str, impl: str, kernel: str, spec: MoESpec, triton: str | None = None
-) -> Path:
-    return Path(root) / device_key / file_name(impl, kernel, spec, triton or triton_version())
-
-
-def _version_order(path: Path) -> tuple:
-    version = path.name.rsplit("__triton-", 1)[-1].removesuffix(".json")
-    return tuple(int(p) if p.isdigit() else -1 for p in re.split(r"[.+-]", version))
-
-
-def other_version_paths(root: str | Path, device_key: str, impl: str, kernel: str, spec: MoESpec) -> list[Path]:
-    """Files for the same key tuned under other Triton versions, newest version first."""
-    exact = config_path(root, device_key, impl, kernel, spec)
-    prefix = glob.escape(str(exact.parent / exact.name.rsplit("__triton-", 1)[0]))
-    found = [Path(p) for p in glob.glob(prefix + "__triton-*.json") if Path(p).name != exact.name]
-    return sorted(found, key=_version_order, reverse=True)
 
 
 # -- reading and validating one file ----------------------------------------------------------
@@ -310,39 +238,6 @@ def lookup_source(impl: str, kernel: str, spec: MoESpec, device: torch.device | 
 # -- writing ----------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
-    """Exclusive lock on a folder (flock on its descriptor) so concurrent writers merge, not clobber."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: one writer per folder is assumed
-        yield
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temporary file in the same folder, then os.replace: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def record_buckets(path: Path, sig: Signature, meta: dict, entries: dict[int, dict]) -> None:
     """Merge `entries` ({bucket: {"config": ..., "ms": ...}}) into the file at `path`, atomically.
 
@@ -350,7 +245,7 @@ def record_buckets(path: Path, sig: Signature, meta: dict, entries: dict[int, di
     file is replaced. `meta` (this run's environment) replaces the file's meta.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _folder_lock(path.parent):
+    with folder_lock(path.parent):
         buckets: dict[int, dict] = {}
         if path.exists():
             old = read_buckets(path, sig, quiet=True)
@@ -366,14 +261,3 @@ def record_buckets(path: Path, sig: Signature, meta: dict, entries: dict[int, di
         }
         write_atomic(path, data)
     clear_memo()
-
-
-def run_meta(device_meta: dict, command: str) -> dict:
-    """The environment a tuning run records (device, versions, date, command line)."""
-    return {
-        "device": device_meta,
-        "torch": torch.__version__,
-        "triton": triton_version(),
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "command": command,
-    }

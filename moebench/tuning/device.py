@@ -9,13 +9,14 @@ CPU: "cpu-interpreter" under TRITON_INTERPRET=1 (timings there only exercise the
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import re
 from dataclasses import asdict, dataclass
 
 import torch
 
-from moebench.registry import triton_interpreter_enabled
+from moebench.kernels.common.interpreter import interpreting
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def device_info(device: torch.device | str) -> DeviceInfo:
     device = _as_device(device)
     if device.type == "cuda":
         return _cuda_info(device.index)
-    if triton_interpreter_enabled():
+    if interpreting():
         return DeviceInfo("cpu-interpreter", "CPU (Triton interpreter)", device.type)
     machine = normalise_name(platform.machine() or "unknown")
     return DeviceInfo(f"{device.type}-{machine}", f"{device.type} {platform.machine()}", device.type)
@@ -72,3 +73,11 @@ def triton_version() -> str:
     except ImportError:
         return "none"
     return str(triton.__version__)
+
+
+def visible_gpus() -> list[str]:
+    """Physical ids of the GPUs this process may use (honours CUDA_VISIBLE_DEVICES)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip()]
+    return [str(i) for i in range(torch.cuda.device_count())]

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 
 from moebench.errors import MoEInputError
-from moebench.tuning.device import device_info
+from moebench.tuning.device import device_info, visible_gpus
 from moebench.tuning.job import JobResult, TuneJob, failed_result, run_job_safely
 
 OnResult = Callable[[JobResult], None]
@@ -56,14 +56,6 @@ class InProcess:
 
 
 # -- one process per GPU ----------------------------------------------------------------------
-
-
-def visible_gpus() -> list[str]:
-    """Physical ids of the GPUs this process may use (honours CUDA_VISIBLE_DEVICES)."""
-    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if listed is not None:
-        return [g.strip() for g in listed.split(",") if g.strip()]
-    return [str(i) for i in range(torch.cuda.device_count())]
 
 
 def _init_worker(slots: multiprocessing.Queue, env: dict[str, str]) -> None:

@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from moebench.kernels.common.interpreter import interpreting
 from moebench.spec import MoESpec
+from moebench.tuning.device import visible_gpus
 
 MAX_AUTO_WORKERS = 8
 
@@ -36,8 +38,6 @@ def auto_workers(device: str, gpu_workers: int | None = None) -> int:
     if device != "cuda":
         return 0
     if gpu_workers is None:
-        from moebench.tuning.distributed import visible_gpus
-
         gpu_workers = len(visible_gpus())
     cores = os.cpu_count() or 1
     return max(0, min(MAX_AUTO_WORKERS, cores // max(1, gpu_workers) - 1))
@@ -122,4 +122,4 @@ class Precompiler:
 
 def precompile_available() -> bool:
     """Whether warmup can compile here: a CUDA GPU and compiled (not interpreted) Triton."""
-    return torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET", "0") in ("", "0")
+    return torch.cuda.is_available() and not interpreting()

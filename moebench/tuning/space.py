@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from moebench.kernels.common.hopper import SMEM_LIMIT_BYTES
 from moebench.spec import MoESpec
 
 SpaceFn = Callable[[MoESpec, int], list[dict]]
@@ -85,8 +86,9 @@ def unregister_tunable(impl: str, kernel: str) -> None:
 
 # -- helpers for declaring spaces -------------------------------------------------------------
 
-# Shared memory one thread block may use (opt-in maximum): H100/H200 227 KiB, A100 163 KiB.
-SMEM_LIMIT_H100 = 232_448
+# Shared memory one thread block may use (opt-in maximum): H100/H200 227 KiB (the sm_90 resource
+# model, moebench.kernels.common.hopper), A100 163 KiB.
+SMEM_LIMIT_H100 = SMEM_LIMIT_BYTES
 SMEM_LIMIT_A100 = 166_912
 
 

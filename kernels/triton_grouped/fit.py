@@ -1,0 +1,87 @@
+"""Whether a tile config of the `triton_grouped` kernels fits sm_90: shared memory and registers.
+
+Estimates against the one sm_90 resource model (moebench.kernels.common.hopper), plus two bounds
+of these kernels checked with ptxas -v for sm_90 (moebench.compile_check). Pure Python.
+"""
+
+from __future__ import annotations
+
+from moebench.kernels.common.hopper import ACC_REGS_PER_THREAD, MULTI_TILE_EPILOGUE_REGS, SMEM_LIMIT_BYTES
+
+DECODE_WGMMA_REGS_PER_THREAD = 112  # decode kernels, BLOCK_P >= 64: accumulators + A tile (ptxas -v)
+OPERAND_REGS_PER_THREAD = 72  # operand-tile registers per thread off the wgmma path (ptxas -v: 80 can spill)
+
+
+def smem_bytes(block_m: int, block_n: int, block_k: int, stages: int, gates: int, elem_bytes: int) -> int:
+    """Shared memory of a pipelined K loop: `stages` copies of the A tile and the weight tile(s).
+    Conservative: Triton 3.x keeps num_stages - 1 copies (checked with compile_check)."""
+    return stages * (block_m * block_k + gates * block_k * block_n) * elem_bytes
+
+
+def acc_regs(block_m: int, block_n: int, gates: int, num_warps: int) -> float:
+    """fp32 accumulator registers per thread."""
+    return block_m * block_n * gates / (32 * num_warps)
+
+
+def operand_regs(block_m: int, block_n: int, block_k: int, gates: int, num_warps: int, elem_bytes: int) -> float:
+    """Registers per thread holding one K step's operand tiles. They matter off the wgmma path
+    (BLOCK_M < 64, or fp32 on FMA units), where both operands pass through registers."""
+    return (block_m * block_k + gates * block_k * block_n) * elem_bytes / 4 / (32 * num_warps)
+
+
+def smem_fits(block_m: int, cfg: dict, gates: int, elem_bytes: int) -> bool:
+    smem = smem_bytes(block_m, cfg["BLOCK_N"], cfg["BLOCK_K"], cfg["num_stages"], gates, elem_bytes)
+    return smem <= SMEM_LIMIT_BYTES
+
+
+def regs_fit(block_m: int, cfg: dict, gates: int, elem_bytes: int) -> bool:
+    bn, bk, warps = cfg["BLOCK_N"], cfg["BLOCK_K"], cfg["num_warps"]
+    if acc_regs(block_m, bn, gates, warps) > ACC_REGS_PER_THREAD:
+        return False
+    off_wgmma = block_m < 64 or elem_bytes == 4
+    return not off_wgmma or operand_regs(block_m, bn, bk, gates, warps, elem_bytes) <= OPERAND_REGS_PER_THREAD
+
+
+def decode_wgmma_regs_fit(block_p: int, cfg: dict, gates: int, elem_bytes: int) -> bool:
+    """The decode kernels on the wgmma path (BLOCK_P >= 64) keep their gathered A tile in registers
+    beside the accumulators, and swiglu's epilogue holds both gate and up tiles. compile_check
+    --space (sm_90, bf16; mixtral, gpt-oss and deepseek at T = 1, 16, 128, 4096) compiled 918
+    decode launches: 14 with BLOCK_P = 64 spilled 52-476 bytes. This bound, acc (times
+    MULTI_TILE_EPILOGUE_REGS when gated) + A <= 112 registers per thread, drops exactly those 14
+    and none that compiled clean."""
+    if block_p < 64:
+        return True
+    threads = 32 * cfg["num_warps"]
+    acc = acc_regs(block_p, cfg["BLOCK_N"], gates, cfg["num_warps"]) * (MULTI_TILE_EPILOGUE_REGS if gates > 1 else 1.0)
+    a_tile = block_p * cfg["BLOCK_K"] * elem_bytes / 4 / threads
+    return acc + a_tile <= DECODE_WGMMA_REGS_PER_THREAD
+
+
+def fits(block_m: int, cfg: dict, gates: int, elem_bytes: int) -> bool:
+    """Shared memory within the per-block limit and no register spills expected (limits checked
+    against ptxas -v for sm_90 with moebench.compile_check). An estimate: beyond what
+    decode_wgmma_regs_fit drops, `compile_check --space` found 7 of those 918 decode launches
+    with small spills (4-28 bytes, BLOCK_P <= 32); the tuner times those like any other, so a
+    slow one just loses."""
+    return smem_fits(block_m, cfg, gates, elem_bytes) and regs_fit(block_m, cfg, gates, elem_bytes)
+
+
+def shrink_to_fit(block_m: int, cfg: dict, gates: int, elem_bytes: int) -> dict:
+    """Make a default config fit. Registers: narrower N tiles (to 32), then shorter K tiles (to
+    32). Shared memory: fewer stages (to 2), then shorter K tiles. Last resort: 16-wide, 1 stage."""
+    while not fits(block_m, cfg, gates, elem_bytes):
+        if not regs_fit(block_m, cfg, gates, elem_bytes) and cfg["BLOCK_N"] > 32:
+            cfg["BLOCK_N"] //= 2
+        elif not regs_fit(block_m, cfg, gates, elem_bytes) and cfg["BLOCK_K"] > 32:
+            cfg["BLOCK_K"] //= 2
+        elif smem_fits(block_m, cfg, gates, elem_bytes) and cfg["BLOCK_N"] > 16:
+            cfg["BLOCK_N"] //= 2
+        elif cfg["num_stages"] > 2:
+            cfg["num_stages"] -= 1
+        elif cfg["BLOCK_K"] > 32:
+            cfg["BLOCK_K"] //= 2
+        elif cfg["num_stages"] > 1:
+            cfg["num_stages"] -= 1
+        else:
+            break
+    return cfg

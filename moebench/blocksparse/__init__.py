@@ -1,1 +1,0 @@
-"""MegaBlocks-style block-sparse MoE: topology, ops and autograd (kernels live in moebench.kernels)."""

@@ -1,0 +1,35 @@
+"""The whole `triton_grouped` layer on plain tensors: route -> pick a path -> FFN -> combine.
+
+Path rule (the `path` tunable; default in moebench.kernels.triton_grouped.space.path_default): decode
+when T*k <= 32, grouped otherwise; config={"path": {"path": "decode"}} (or "grouped") forces one.
+Both paths are correct for every T; the rule only picks the faster one.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from moebench.impls.triton_grouped.config import resolve_launch_configs
+from moebench.impls.triton_grouped.ffn import run_ffn
+from moebench.routing import route
+from moebench.spec import MoESpec
+
+
+def moe_forward(
+    x: torch.Tensor,  # [T, H] compute dtype, any strides
+    router: torch.Tensor,  # [E, H]
+    w1: torch.Tensor,  # [E, G*I, H]
+    w2: torch.Tensor,  # [E, H, I]
+    spec: MoESpec,
+    out: torch.Tensor | None = None,  # [T, H], unit column stride
+    config: dict | None = None,
+) -> torch.Tensor:
+    """The MoE layer; writes `out` (allocated when None) and returns it. T=0 launches nothing."""
+    num_tokens = x.shape[0]
+    if out is None:
+        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    configs = resolve_launch_configs(spec, num_tokens, x.device, config)
+    if num_tokens == 0:
+        return out
+    topk_weights, topk_ids = route(x, router, spec)  # [T, k] fp32, [T, k] int64
+    return run_ffn(configs.path, x, w1, w2, topk_weights, topk_ids, spec, out, configs.first, configs.second)

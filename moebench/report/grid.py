@@ -1,0 +1,171 @@
+"""Bench rows read into a grid: per (device, dtype), per cell (preset, shape, T), per implementation
+the fastest measurement, with its parity and token-dropping marks.
+
+Works on rows straight from moebench.bench (numbers) or read back from a CSV (strings), and on any
+implementation name. Per (impl, cell) the fastest timed row counts (CUDA-graph replay beats eager
+when both exist); only rows that passed parity and drop no tokens are eligible to be "best".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from moebench.registry import KINDS
+
+FAILED_MARK = " ✗"
+DROPS_MARK = " †"
+
+
+def parse_number(value) -> float:
+    """A float from a number or CSV string; NaN for '', None and junk."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def parse_flag(value) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    return None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The fastest timed row of one implementation in one cell."""
+
+    impl: str
+    kind: str
+    median_ms: float
+    method: str
+    tflops: float
+    weight_gbps: float
+    pct_gemm: float
+    pct_copy: float
+    flops: float
+    weight_bytes: float
+    gemm_ceiling: float
+    copy_ceiling: float
+    parity_ok: bool | None
+    status: str
+    drops_tokens: bool = False
+
+    @property
+    def passed(self) -> bool:
+        """Timed and not failing parity (plots show these)."""
+        return not math.isnan(self.median_ms) and self.parity_ok is not False and self.status != "parity-fail"
+
+    @property
+    def eligible(self) -> bool:
+        """Can be the best of its cell: passed and dropless (dropping tokens does less work)."""
+        return self.passed and not self.drops_tokens
+
+    @property
+    def marks(self) -> str:
+        failed = self.parity_ok is False or self.status == "parity-fail"
+        return (FAILED_MARK if failed else "") + (DROPS_MARK if self.drops_tokens else "")
+
+
+@dataclass(frozen=True)
+class CellKey:
+    preset: str
+    shape: tuple[int, int, int, int]
+    num_tokens: int
+    activation: str = "swiglu"
+
+    @property
+    def label(self) -> str:
+        shape = ",".join(str(v) for v in self.shape)
+        label = self.preset if self.preset == shape else f"{self.preset} ({shape})"
+        return label if self.activation in ("swiglu", "") else f"{label} {self.activation}"
+
+
+def _measurement(row: dict) -> Measurement:
+    return Measurement(
+        impl=str(row.get("impl", "")),
+        kind=str(row.get("kind", "")),
+        median_ms=parse_number(row.get("median_ms")),
+        method=str(row.get("method", "")),
+        tflops=parse_number(row.get("tflops")),
+        weight_gbps=parse_number(row.get("weight_gbps")),
+        pct_gemm=parse_number(row.get("pct_gemm_ceiling")),
+        pct_copy=parse_number(row.get("pct_copy_ceiling")),
+        flops=parse_number(row.get("flops")),
+        weight_bytes=parse_number(row.get("weight_bytes")),
+        gemm_ceiling=parse_number(row.get("gemm_ceiling_tflops")),
+        copy_ceiling=parse_number(row.get("copy_ceiling_gbps")),
+        parity_ok=parse_flag(row.get("parity_ok")),
+        status=str(row.get("status", "")),
+        drops_tokens=bool(parse_flag(row.get("drops_tokens"))),
+    )
+
+
+def _better(new: Measurement, old: Measurement | None) -> bool:
+    if old is None:
+        return True
+    if new.eligible != old.eligible:
+        return new.eligible
+    if math.isnan(old.median_ms):
+        return not math.isnan(new.median_ms)
+    return not math.isnan(new.median_ms) and new.median_ms < old.median_ms
+
+
+Grid = dict[CellKey, dict[str, Measurement]]
+
+
+def group_rows(rows: Iterable[dict]) -> dict[tuple[str, str], Grid]:
+    """{(device_name, dtype): {cell: {impl: fastest Measurement}}} in first-seen order."""
+    groups: dict[tuple[str, str], Grid] = {}
+    for row in rows:
+        try:
+            shape = tuple(int(parse_number(row[c])) for c in ("E", "k", "H", "I"))
+            activation = str(row.get("activation") or "swiglu")
+            key = CellKey(str(row["preset"]), shape, int(parse_number(row["T"])), activation)  # type: ignore[arg-type]
+        except (KeyError, ValueError):
+            continue  # not a measurement row
+        group = (str(row.get("device_name") or "unknown device"), str(row.get("dtype", "")))
+        cell = groups.setdefault(group, {}).setdefault(key, {})
+        m = _measurement(row)
+        if _better(m, cell.get(m.impl)):
+            cell[m.impl] = m
+    for group, grid in groups.items():
+        presets = list(dict.fromkeys(k.label for k in grid))
+        groups[group] = dict(sorted(grid.items(), key=lambda kv: (presets.index(kv[0].label), kv[0].num_tokens)))
+    return groups
+
+
+def impl_order(grid: Grid, baseline: str | None) -> list[str]:
+    """Columns: the baseline, then by kind (loop ... peer, deployed, unknown), then first seen."""
+    seen: dict[str, str] = {}
+    for cell in grid.values():
+        for name, m in cell.items():
+            seen.setdefault(name, m.kind)
+    names = list(seen)
+
+    def rank(name: str) -> tuple:
+        kind = seen[name]
+        kind_rank = KINDS.index(kind) if kind in KINDS else len(KINDS)
+        return (name != baseline, kind_rank, names.index(name))
+
+    return sorted(names, key=rank)
+
+
+def best_of(cell: dict[str, Measurement]) -> tuple[list[str], Measurement | None]:
+    """Names tied for the fastest eligible time, and that measurement."""
+    eligible = [m for m in cell.values() if m.eligible]
+    if not eligible:
+        return [], None
+    fastest = min(eligible, key=lambda m: m.median_ms)
+    return [m.impl for m in eligible if m.median_ms == fastest.median_ms], fastest
+
+
+def baseline_ms(cell: dict[str, Measurement], baseline: str | None) -> float:
+    m = cell.get(baseline) if baseline else None
+    return m.median_ms if m is not None else math.nan
