@@ -47,7 +47,7 @@ def pack_nibbles(codes: torch.Tensor) -> torch.Tensor:
     """4-bit codes [..., K] (uint8, 0..15) -> bytes [..., ceil(K/2)].
 
     Element 2j goes in the low nibble of byte j and element 2j+1 in its high nibble (gpt-oss's
-    MXFP4 blocks, ONNX Runtime's MatMulNBits and QMoE all use this order). An odd K is padded with
+    MXFP4 blocks and ONNX Runtime's QMoE int4 weights use this order). An odd K is padded with
     a zero nibble.
     """
     if codes.shape[-1] % 2:

@@ -106,7 +106,7 @@ def int_format(bits: int, group: int = 128, *, symmetric: bool = True, scale: st
     """Weight-only integer format: unsigned codes, dequantised as (code - zero_point) * scale.
 
     Symmetric formats have no zero-point tensor; their zero point is 2^(bits-1) (8 or 128), as in
-    ONNX Runtime's QMoE and MatMulNBits. The group size must be a power of two >= 2, so that K
+    ONNX Runtime's QMoE. The group size must be a power of two >= 2, so that K
     tiles of a kernel hold whole groups and a packed int4 row never splits a group's byte.
     """
     if bits not in (4, 8):

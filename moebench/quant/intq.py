@@ -12,7 +12,7 @@ rounding is to nearest, ties to even. An all-zero group gets scale 1 and the cod
 If K is not a multiple of g, the last group is partial (its statistics cover the elements that exist).
 Quantisation arithmetic is fp32.
 
-Storage (the layout of ONNX Runtime's MatMulNBits and QMoE with weights_prepacked=0):
+Storage (the layout ONNX Runtime's QMoE reads with weights_prepacked=0):
   data   int4: uint8 [..., N, ceil(K/2)], element 2j in the low nibble of byte j, 2j+1 in the high
          nibble (an odd K pads the last byte with the code of 0); int8: uint8 [..., N, K]
   scale  [..., N, ceil(K/g)] in the scale dtype
@@ -20,11 +20,11 @@ Storage (the layout of ONNX Runtime's MatMulNBits and QMoE with weights_prepacke
          nibble order, an odd group count padded with 0), [..., N, ceil(K/g)] for int8
 
 How this maps onto `com.microsoft.QMoE` (onnxruntime 1.32 schema; quant_type='int', block_size=g,
-expert_weight_bits=bits, weights_prepacked=0): fcN_experts_weights = data, fcN_scales = scale
-(in the activation dtype), fcN_zero_points = zero, omitted for symmetric formats because QMoE's
-default zero point is the same 2^(bits-1). fc1 is our w1 [E, G*I, H] and fc2 our w2 [E, H, I]; the
-only change is QMoE's gate/up row order for swiglu (see moebench/export when it grows QMoE).
-QMoE requires K % g == 0 and g >= 16; other shapes stay moebench-only.
+expert_weight_bits=bits, weights_prepacked=0): fcN_experts_weights = data, fcN_scales = scale,
+fcN_zero_points = zero, omitted for symmetric formats because QMoE's default zero point is the
+same 2^(bits-1). fc1 is our w1 [E, G*I, H] and fc2 our w2 [E, H, I]; for swiglu the CPU provider
+wants gate/up rows interleaved (swiglu_fusion=1), a row permutation applied alike to data, scale
+and zero. The schema asks for K % g == 0 and g a power of two >= 16.
 """
 
 from __future__ import annotations
