@@ -1,0 +1,35 @@
+"""Expert parallelism: the MoE layer across ranks with torch.distributed all-to-all (see layer.py),
+its placements (placement.py), per-rank measurements (measure.py), an analytical traffic MODEL
+(model.py), drawn routings (draws.py) and a local multi-process launcher (launch.py)."""
+
+from moebench.ep.compute import (
+    LocalCompute,
+    reference_local_compute,
+    registry_local_compute,
+    routed_reference,
+    slice_experts,
+)
+from moebench.ep.draws import draw_routing, expert_loads, imbalance
+from moebench.ep.layer import ep_forward
+from moebench.ep.measure import EPStats, summarize
+from moebench.ep.model import Links, TrafficModel, pair_matrix, traffic_model
+from moebench.ep.placement import Placement
+
+__all__ = [
+    "EPStats",
+    "Links",
+    "LocalCompute",
+    "Placement",
+    "TrafficModel",
+    "draw_routing",
+    "ep_forward",
+    "expert_loads",
+    "imbalance",
+    "pair_matrix",
+    "reference_local_compute",
+    "registry_local_compute",
+    "routed_reference",
+    "slice_experts",
+    "summarize",
+    "traffic_model",
+]
