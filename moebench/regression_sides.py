@@ -99,7 +99,6 @@ def prepare(repo: Path, ref: str, workdir: Path) -> tuple[Side, Side, Path]:
     """(baseline side, current side, harness tree): both libraries installed under `workdir`."""
     sha = resolve(repo, ref)
     checkout, harness = workdir / "baseline-src", workdir / "current-src"
-    git(repo, "worktree", "prune")  # forget worktrees of earlier runs whose folders are gone
     git(repo, "worktree", "add", "--detach", "--quiet", str(checkout), sha)
     try:
         install(checkout, workdir / "baseline-lib")
@@ -142,6 +141,7 @@ def run_side(
     # the working directory is on sys.path under `python -m`: an empty one, never a tree with moebench/ in it
     cwd = json_path.parent / f".{side.name}-cwd"
     cwd.mkdir(parents=True, exist_ok=True)
+    json_path.unlink(missing_ok=True)
     done = subprocess.run(cmd, cwd=cwd, env=side_env(side), capture_output=True, text=True)
     if done.returncode:
         hint = " (if the public API changed, move BASELINE_REF)" if side.name == "baseline" else ""

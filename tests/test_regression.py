@@ -105,19 +105,13 @@ def test_check_cli(tmp_path, capsys):
 
 def test_readme_and_ci_commands_parse():
     readme = (ROOT / "README.md").read_text().split("**Performance regression gate", 1)[1].split("\n\n", 1)[0]
-    ci = (ROOT / ".ci" / "run").read_text()
-    commands = [c for text in (readme, ci) for c in _regression_commands(text)]
+    spans = [" ".join(span.split()) for span in readme.split("`")[1::2]]  # README: commands in backticks
+    ci = (ROOT / ".ci" / "run").read_text().replace("\\\n", " ").splitlines()  # .ci/run: one per line
+    prefix = "python -m moebench.regression"
+    commands = [c[c.index(prefix) :].split("||")[0].strip() for c in spans + ci if prefix in c]
     assert len(commands) >= 3, commands
     for command in commands:
         regression.build_parser().parse_args(shlex.split(command)[3:])
-
-
-def _regression_commands(text: str) -> list[str]:
-    commands = []
-    for chunk in text.replace("\\\n", " ").replace("`", "\n").splitlines():
-        if "python -m moebench.regression" in chunk:
-            commands.append(chunk[chunk.index("python -m moebench.regression") :].split("||")[0].strip())
-    return commands
 
 
 def test_read_ref_skips_comments(tmp_path):
