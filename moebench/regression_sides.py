@@ -120,8 +120,10 @@ def check_origin(side: Side, run: dict) -> None:
 
 
 def side_env(side: Side) -> dict[str, str]:
-    """The environment of a side's processes: its library first on PYTHONPATH, one thread everywhere."""
-    env = dict(os.environ, **dict.fromkeys(ONE_THREAD, "1"))
+    """The environment of a side's processes: its library first on PYTHONPATH, one thread everywhere,
+    and the Triton interpreter on (everything is timed on CPU tensors, where Triton kernels run only
+    in the interpreter; it must be set before moebench.kernels is imported)."""
+    env = dict(os.environ, **dict.fromkeys(ONE_THREAD, "1"), TRITON_INTERPRET="1")
     paths = [str(side.lib), *(str(p.parent) for p in side.plugins), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     return env
@@ -132,7 +134,9 @@ def run_side(
 ) -> dict:
     """One fresh pytest process timing the harness's benchmarks against `side`'s library."""
     cmd = [sys.executable, "-m", "pytest", str(harness / BENCHMARKS), "-c", str(harness / "pyproject.toml")]
-    cmd += ["--rootdir", str(harness), "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-m", "benchmark_gate"]
+    # --confcutdir: only tests/benchmarks' own conftest, not the suite's (which may import what a baseline lacks)
+    cmd += ["--rootdir", str(harness), "--confcutdir", str(harness / BENCHMARKS), "-q", "-m", "benchmark_gate"]
+    cmd += ["-p", "no:cacheprovider", "-p", "no:randomly"]
     cmd += ["--benchmark-enable", "--benchmark-only", "--benchmark-disable-gc", f"--benchmark-json={json_path}"]
     cmd += [f"--gate-passes={passes}", f"--benchmark-min-rounds={min_rounds}", f"--benchmark-max-time={max_time}"]
     cmd += [f"--gate-cases={','.join(cases)}"] if cases else []

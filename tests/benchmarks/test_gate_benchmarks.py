@@ -6,6 +6,9 @@ implementations only through moebench's public API (get, get_preset, random_weig
 random_inputs, ImplInfo.__call__), which baseline revisions have too: a case whose implementation
 or preset a side's library lacks is skipped there (the gate then calls it new, or gone).
 
+The gate runs it with this folder's conftest only (not the suite's tests/conftest.py, which may
+import moebench internals a baseline lacks) and with TRITON_INTERPRET=1 set by the gate.
+
 A case is "impl/preset/T<tokens>", fp32 at fixed seeds: the torch paths on the small presets, and
 the Triton paths (interpreter on CPU tensors) on the tiny preset, which times their launch path
 (the kernels' machine code is the static gate's job). Everything runs single-threaded and is timed
