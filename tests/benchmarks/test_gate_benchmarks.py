@@ -1,131 +1,89 @@
-"""The CPU regression-gate suite (see moebench/regression.py for the method and threshold).
+"""The benchmarks the CI performance gate times (method, statistic, threshold: moebench/regression.py).
 
-Run for the gate (pyproject's addopts disable benchmarks; enable them explicitly):
-    python -m pytest tests/benchmarks -m benchmark_gate -p no:randomly --benchmark-enable \
-        --benchmark-only --benchmark-json=out/bench-gate.json
-    python -m moebench.regression check out/bench-gate.json --baseline tests/benchmarks/baseline.json
-In a plain `pytest` run (benchmarks disabled) each test runs its function once: a smoke test.
+Both sides of the A/B gate run THIS file, the current tree's, each against its own installed
+library, so the harness is identical and only the library differs. That is why it reaches the
+implementations only through moebench's public API (get, get_preset, random_weights,
+random_inputs, ImplInfo.__call__), which baseline revisions have too: a case whose implementation
+or preset a side's library lacks is skipped there (the gate then calls it new, or gone).
 
-Order matters: calibration first, the layers, calibration last (pytest keeps file order).
-Everything runs single-threaded at fixed seeds, so the work is identical on every machine, and is
-timed in process CPU time (time.process_time), so other jobs on the machine barely matter.
+The gate runs it with this folder's conftest only (not the suite's tests/conftest.py, which may
+import moebench internals a baseline lacks) and with TRITON_INTERPRET=1 set by the gate.
+
+A case is "impl/preset/T<tokens>", fp32 at fixed seeds: the torch paths on the small presets, and
+the Triton paths (interpreter on CPU tensors) on the tiny preset, which times their launch path
+(the kernels' machine code is the static gate's job). Everything runs single-threaded and is timed
+in process CPU time, so time other jobs take from a shared machine is not counted.
+
+The gate times each case in several passes over the whole list (--gate-passes), so its rounds are
+spread over the process's life: on a loaded machine the CPU time of a round depends on what shares
+the core at that moment, and the best round of a case then comes from the quietest stretches rather
+than from one stretch of a second or two. The rounds of all passes are that case's rounds (same key).
+The gate runs it as (rounds and time per pass set by the gate):
+    python -m pytest tests/benchmarks --benchmark-enable --benchmark-only --benchmark-json=FILE
+    --gate-passes=3 [--gate-cases=grouped_mm/small-8x2/T16,...]
+In a plain `pytest` run (benchmarks disabled, one pass) each case runs once: a smoke test.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import pytest
 import torch
 
-from moebench import registry
-from moebench.parity import compare
-from moebench.presets import get_preset
-from moebench.reference import reference_moe
-from moebench.weights import random_inputs, random_weights
+import moebench
 
 pytestmark = pytest.mark.benchmark_gate
 
-PRESETS = ("small-8x2", "small-32x4")
-TOKENS = (16, 128)
-IMPLS = ("naive_loop", "padded_batch", "grouped_mm")
-# CPU time of the process, not wall time: a busy machine (other jobs preempting this one) then
-# barely moves the numbers; single-threaded, so CPU time is the layer's own work.
-BENCH_SETTINGS = dict(
-    group="moe", timer=time.process_time, min_rounds=5, max_time=0.4, warmup=True, warmup_iterations=2
+TORCH_CASES = tuple(
+    f"{impl}/{preset}/T{tokens}"
+    for impl in ("naive_loop", "padded_batch", "grouped_mm")
+    for preset in ("small-8x2", "small-32x4")
+    for tokens in (16, 128)
 )
+TRITON_CASES = ("triton_grouped/tiny/T16", "block_sparse/tiny/T16")
+CASES = TORCH_CASES + TRITON_CASES
+
+
+def pytest_generate_tests(metafunc):
+    """Every case PASSES times, the whole list over again each time (ids CASE#1, CASE#2 ...)."""
+    if "case" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption("gate_cases", None)  # tests/benchmarks/conftest.py
+        passes = metafunc.config.getoption("gate_passes", 1)
+        cases = chosen.split(",") if chosen else CASES
+        runs = [(case, n) for n in range(1, passes + 1) for case in cases]
+        metafunc.parametrize("case", [case for case, _ in runs], ids=[f"{case}#{n}" for case, n in runs])
 
 
 @pytest.fixture(scope="module", autouse=True)
 def single_thread():
-    """One thread: the ratios then do not depend on core count or on other load's oversubscription."""
+    """One thread: times then do not depend on the core count or on other jobs' oversubscription."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def problems():
-    """Fixed-seed fp32 weights per preset and inputs per T (identical on every run and machine)."""
-    cache = {}
-    for preset in PRESETS:
-        spec = get_preset(preset, torch.float32)
-        weights = random_weights(spec, seed=1234)
-        for num_tokens in TOKENS:
-            cache[(preset, num_tokens)] = (weights, random_inputs(spec, num_tokens, seed=4321 + num_tokens))
-    return cache
+def parse_case(case: str) -> tuple[str, str, int]:
+    impl, preset, tokens = case.split("/")
+    return impl, preset, int(tokens.removeprefix("T"))
 
 
-def _calibration_workload():
-    gen = torch.Generator().manual_seed(0)
-    a = torch.randn(256, 256, generator=gen)
-    b = torch.randn(256, 256, generator=gen)
-    src = torch.ones(4 << 20)  # 16 MiB fp32
-    dst = torch.empty_like(src)
-
-    def run():
-        c = a @ b
-        dst.copy_(src)
-        return c
-
-    return run
-
-
-def interleaved(benchmark, target, budget_s: float = 0.5) -> None:
-    """benchmark.pedantic with one calibration call right before every round.
-
-    The machine's speed drifts by up to 2x over seconds on shared VMs; a calibration taken in the
-    same instant as each round drifts with it. pytest-benchmark times the target; the setup hook
-    times the calibration with the same clock and leaves its min/median in extra_info, which the
-    gate divides by (moebench.regression.normalise).
-    """
-    calibration, samples = _calibration_workload(), []
-
-    def setup():
-        started = time.process_time()
-        calibration()
-        samples.append(time.process_time() - started)
-
-    started = time.process_time()
-    target()
-    estimate = time.process_time() - started
-    rounds = max(10, min(100, int(budget_s / max(estimate, 1e-4))))
-    benchmark.pedantic(target, setup=setup, rounds=rounds, warmup_rounds=2)
-    if samples:  # empty when benchmarks are disabled (the target ran once, as a smoke test)
-        benchmark.extra_info.update(calibration_min_s=min(samples), calibration_median_s=statistics.median(samples))
-
-
-def _calibrate(benchmark, when: str) -> None:
-    benchmark.extra_info.update(role="calibration", key=f"calibration/{when}")
-    result = benchmark(_calibration_workload())
-    assert torch.isfinite(result).all()
-
-
-@pytest.mark.benchmark(**BENCH_SETTINGS)
-def test_calibration_start(benchmark):
-    _calibrate(benchmark, "start")
-
-
-@pytest.mark.benchmark(**BENCH_SETTINGS)
-@pytest.mark.parametrize("num_tokens", TOKENS, ids=lambda t: f"T{t}")
-@pytest.mark.parametrize("preset", PRESETS)
-@pytest.mark.parametrize("impl", IMPLS)
-def test_moe_layer(benchmark, problems, impl, preset, num_tokens):
-    info = registry.get(impl)
+@pytest.mark.benchmark(group="moe", timer=time.process_time, warmup=True, warmup_iterations=2)
+def test_moe_layer(benchmark, case):
+    impl, preset, tokens = parse_case(case)
+    try:
+        info = moebench.get(impl)
+        spec = moebench.get_preset(preset, torch.float32)
+    except moebench.UnknownImplementationError as exc:
+        pytest.skip(f"not in this library: {exc}")
     ok, reason = info.available("cpu")
     if not ok:
         pytest.skip(f"{impl}: {reason}")
-    weights, x = problems[(preset, num_tokens)]
+    weights = moebench.random_weights(spec, seed=1234)
+    x = moebench.random_inputs(spec, tokens, seed=4321 + tokens)
     out = torch.empty_like(x)
-    result = info(x, weights, out=out)  # checked once, untimed
-    parity = compare(result, reference_moe(x, weights), torch.float32)
-    assert parity.ok, parity.message
-    benchmark.extra_info.update(key=f"{impl}/{preset}/T{num_tokens}", impl=impl, preset=preset, T=num_tokens)
-    interleaved(benchmark, lambda: info(x, weights, out=out, check=False))
-
-
-@pytest.mark.benchmark(**BENCH_SETTINGS)
-def test_calibration_end(benchmark):
-    _calibrate(benchmark, "end")
+    # one checked call, untimed (parity is the test suite's job; this catches a call that does nothing)
+    assert torch.isfinite(info(x, weights, out=out)).all()
+    benchmark.extra_info["key"] = case
+    benchmark(info, x, weights, out=out, check=False)
