@@ -36,6 +36,7 @@ from moebench.compile_check.baseline import (
     write,
 )
 from moebench.compile_check.sweep import GATE_IMPLS, GPU_TOKENS, compile_sites, record_sites
+from moebench.errors import MoEInputError, UnknownImplementationError
 from moebench.kernels.common.hopper import SMEM_LIMIT_BYTES
 from moebench.kernels.common.interpreter import interpreting
 from moebench.presets import REAL_PRESETS
@@ -110,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
             return _finish(reason, args.summary, 0)
 
     impls = (args.impl,) if args.impl else tuple(GATE_IMPLS)
-    sites = record_sites(args.presets, args.tokens, impls=impls, kernels=args.kernel, config=args.config)
+    try:
+        sites = record_sites(args.presets, args.tokens, impls=impls, kernels=args.kernel, config=args.config)
+    except (MoEInputError, UnknownImplementationError) as exc:  # a bad --presets or --config
+        parser.error(str(exc))
     if not sites:
         parser.error("no launch matches --presets/--tokens/--impl/--kernel")
     compiled, site_variant = compile_sites(sites, ARCH, args.workers)
