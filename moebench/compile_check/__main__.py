@@ -16,7 +16,8 @@ from moebench.spec import parse_dtype
 def _report(tokens: int, compiled: CompiledLaunch, grid) -> str:
     return (
         f"T={tokens} {compiled.name}: smem={compiled.shared_bytes} regs={compiled.registers} "
-        f"spill={compiled.spill_bytes} wgmma={compiled.uses_wgmma} "
+        f"spill={compiled.spill_stores}/{compiled.spill_loads} sass={compiled.instructions} "
+        f"wgmma={compiled.uses_wgmma} "
         f"cp.async16={compiled.async_copies[0]}/{compiled.async_copies[1]} grid={grid} {compiled.constexprs}"
     )
 
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                 before = len(cache)
                 if args.space and not new:
                     continue  # compiled before: reported then
-                spilling += new and bool(compiled.spill_bytes)
+                spilling += new and bool(compiled.spill_stores or compiled.spill_loads)
                 print(_report(tokens, compiled, launch.grid))
     print(f"compile_check: {len(cache)} distinct compilations, {failures} failed, {spilling} spill")
     return 1 if failures else 0
