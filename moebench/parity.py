@@ -138,14 +138,25 @@ def make_case_inputs(
 
 
 def run_case(
-    impl: ImplInfo, spec: MoESpec, case: Case, device: torch.device | str, seed: int | None = None
+    impl: ImplInfo,
+    spec: MoESpec,
+    case: Case,
+    device: torch.device | str,
+    seed: int | None = None,
+    *,
+    inputs: tuple[MoEWeights, torch.Tensor] | None = None,
+    reference: torch.Tensor | None = None,
 ) -> CaseOutcome:
-    """Fresh inputs (seed drawn at random unless given), poisoned output, compare with fp64."""
+    """Fresh inputs (seed drawn at random unless given), poisoned output, compare with fp64.
+
+    inputs / reference: (weights, x) already drawn for this case (with `seed`) and their fp64
+    reference, shared by every implementation checked on them (moebench session), so large
+    layers are drawn and their reference computed once, not once per implementation."""
     device = torch.device(device)
     seed = secrets.randbelow(2**31) if seed is None else seed
     outcome = CaseOutcome(impl.name, spec, case, seed)
     try:
-        weights, x = make_case_inputs(spec, case, device, seed)
+        weights, x = inputs if inputs is not None else make_case_inputs(spec, case, device, seed)
         out = poisoned_like(x)
         poison_allocator(device, 4 * x.numel() * spec.top_k * x.element_size() + (1 << 20))
         with collect_stats() as stats:
@@ -157,7 +168,7 @@ def run_case(
             outcome.extra["note"] = (
                 f"dropped {int(stats['num_dropped'])} of {x.shape[0] * spec.top_k} pairs (documented)"
             )
-        ref = reference_moe(x, weights, keep=keep)
+        ref = reference if reference is not None and keep is None else reference_moe(x, weights, keep=keep)
         if result.data_ptr() != out.data_ptr() and out.numel():
             # implementations must write into `out` when given; a returned copy hides unwritten elements
             outcome.error = "implementation ignored out= (returned a different tensor)"

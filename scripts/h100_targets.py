@@ -20,16 +20,13 @@ from pathlib import Path
 import torch
 
 from moebench.presets import REAL_PRESETS, get_preset
+from moebench.session.cost import expected_active_experts
 
 GEMM_TFLOPS = 790.0  # dense bf16 GEMM ceiling, H100, measured in this workplace
 COPY_GBPS = 3000.0  # device-to-device copy, bytes read + written, same
 TOKENS = (1, 16, 128, 1024, 4096, 16384)
 GEMM_TARGET = {"mixtral-8x7b": 0.70, "deepseek-v3": 0.70, "gpt-oss-20b": 0.70}  # at T = 16384
 COPY_TARGET = {"mixtral-8x7b": 0.85, "deepseek-v3": 0.85}  # at T <= 16
-
-
-def expected_active_experts(num_experts: int, top_k: int, num_tokens: int) -> float:
-    return num_experts * (1.0 - (1.0 - top_k / num_experts) ** num_tokens)
 
 
 def read_anchors(path: Path) -> dict[tuple[str, int], float]:

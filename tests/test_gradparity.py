@@ -23,11 +23,11 @@ SEED = 4321
 TINY = ("tiny", "tiny-odd", "tiny-k-eq-e", "tiny-gelu", "tiny-relu")
 
 
-def _assert_grads_pass(impl_name, spec, cases, config=None):
+def _assert_grads_pass(impl_name, spec, cases, config=None, device="cpu"):
     impl = registry.get(impl_name)
     failures = []
     for case in cases:
-        outcome = run_grad_case(impl, spec, case, "cpu", seed=SEED, config=config)
+        outcome = run_grad_case(impl, spec, case, device, seed=SEED, config=config)
         if not outcome.ok:
             failures.append(f"{case.name}: {outcome.summary()}")
     assert not failures, f"{impl_name} {spec.describe()}: " + "; ".join(failures)
@@ -47,30 +47,28 @@ def test_torch_autograd_impls_on_tiny_presets_with_edge_cases(impl_name, dtype):
 # ---------------------------------------------------------------- block_sparse
 
 
-@pytest.mark.interpreter
 @pytest.mark.parametrize(
     "preset, dtype, block",
     [("tiny", "fp32", 16), ("tiny", "bf16", 32), ("tiny-odd", "fp32", 32), ("tiny-odd", "bf16", 16)],
 )
-def test_block_sparse_edge_cases(preset, dtype, block):
+def test_block_sparse_edge_cases(preset, dtype, block, triton_device):
     spec = get_preset(preset, dtype)
-    _assert_grads_pass("block_sparse", spec, edge_cases(spec), config={"topology": {"block": block}})
+    config = {"topology": {"block": block}}
+    _assert_grads_pass("block_sparse", spec, edge_cases(spec), config=config, device=triton_device)
 
 
-@pytest.mark.interpreter
 @pytest.mark.parametrize("dtype", ["fp32", "bf16", "fp16"])
-def test_block_sparse_other_activations_and_k_eq_e(dtype):
+def test_block_sparse_other_activations_and_k_eq_e(dtype, triton_device):
     for preset in ("tiny-k-eq-e", "tiny-gelu", "tiny-relu"):
         spec = get_preset(preset, dtype)
-        _assert_grads_pass("block_sparse", spec, [Case("T=37", 37)])  # default block (64 here)
+        _assert_grads_pass("block_sparse", spec, [Case("T=37", 37)], device=triton_device)  # default block (64)
 
 
-@pytest.mark.interpreter
-def test_block_sparse_gradients_are_deterministic():
+def test_block_sparse_gradients_are_deterministic(triton_device):
     spec = get_preset("tiny", "bf16")
     impl = registry.get("block_sparse")
-    weights, x = make_case_inputs(spec, Case("T=40", 40), "cpu", SEED)
-    dy = torch.randn(x.shape, generator=torch.Generator().manual_seed(0)).to(spec.dtype)
+    weights, x = make_case_inputs(spec, Case("T=40", 40), triton_device, SEED)
+    dy = torch.randn(x.shape, generator=torch.Generator().manual_seed(0)).to(triton_device, spec.dtype)
     runs = []
     for _ in range(2):
         leaves = [t.clone().requires_grad_(True) for t in (x, *weights.parameters())]

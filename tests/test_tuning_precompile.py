@@ -93,13 +93,12 @@ def test_the_pool_warms_configs_in_spawned_processes():
     assert pre.compiled == _launch_count({}) + _launch_count(decode)  # 7 grouped + 3 decode launches
 
 
-@pytest.mark.interpreter
-def test_a_job_hands_each_kernels_first_configs_to_the_precompiler(monkeypatch):
+def test_a_job_hands_each_kernels_first_configs_to_the_precompiler(monkeypatch, triton_device):
     calls = []
     monkeypatch.setattr(job_module, "precompile_available", lambda: True)
     monkeypatch.setattr(precompile.Precompiler, "warm", lambda self, cfgs, backward: calls.append((cfgs, backward)))
     spec = get_preset("tiny", torch.float32)
-    job = TuneJob("triton_grouped", spec, 64, ("gate_up", "down"), "cpu", max_configs=3, compile_workers=2)
+    job = TuneJob("triton_grouped", spec, 64, ("gate_up", "down"), triton_device, max_configs=3, compile_workers=2)
     result = run_job(job)
     assert result.error is None and [o.kernel for o in result.outcomes] == ["gate_up", "down"]
     assert len(calls) == 2 and all(backward is False for _, backward in calls)

@@ -32,6 +32,13 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+def kernel_device() -> str:
+    """Where Triton kernels run in this process: "cuda" (compiled kernels on CUDA tensors) when a GPU
+    is present and the interpreter is off, else "cpu" (the interpreter, on CPU tensors). Tests run
+    every Triton kernel on this device, so a test means the same on a CPU and a GPU machine."""
+    return "cuda" if torch.cuda.is_available() and not interpreting() else "cpu"
+
+
 @functools.cache
 def bf16_dot_broken() -> bool:
     """True when this interpreter's bf16 tl.dot is wrong (Triton 3.9's is)."""

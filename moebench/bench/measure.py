@@ -29,6 +29,7 @@ class BenchOptions:
     """How to time: CUDA graphs on/off, warm-up and repetitions (None: moebench.timing's defaults)."""
 
     use_graph: bool = True
+    eager: bool = True  # False: a graph-safe implementation on CUDA gets its CUDA-graph row only
     warmup: int | None = None
     reps: int | None = None
     seed: int | None = None  # fixes weight seed = seed, input seed = seed + 1 + T (default: fresh)
@@ -201,9 +202,8 @@ def bench_impl(
     except Exception as exc:  # report, never crash the run
         return [make_row(timing=None, note=_short(exc, 500), **common)]
 
-    methods = [False]
-    if device.type == "cuda" and options.use_graph and info.graph_safe:
-        methods.append(True)
+    graph = device.type == "cuda" and options.use_graph and info.graph_safe
+    methods = ([False] if options.eager or not graph else []) + ([True] if graph else [])
     rows = []
     for use_graph in methods:
         out.fill_(math.nan)

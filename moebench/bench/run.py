@@ -2,27 +2,27 @@
 cell measure each of them (moebench.bench.measure) and collect the rows (moebench.bench.rows).
 
 Weights come from `random_weights` (one fresh seed per spec) and x from `random_inputs` (one fresh
-seed per (spec, T)); every implementation of a cell sees the same tensors, and both seeds are
-recorded in the row so the cell can be rerun exactly. Speedup = baseline's best time / time.
+seed per (spec, T)), drawn by moebench.bench.cells.Cells; every implementation of a cell sees the
+same tensors, and both seeds are recorded in the row so the cell can be rerun exactly.
+Speedup = baseline's best time / time.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
 
 from moebench import registry
-from moebench.bench.measure import BenchOptions, bench_impl, make_cell
+from moebench.bench.cells import Cells
+from moebench.bench.measure import BenchOptions, bench_impl
 from moebench.bench.rows import fill_speedups
 from moebench.ceilings import Ceilings
 from moebench.presets import spec_label
 from moebench.registry import ImplInfo
 from moebench.results import environment
 from moebench.spec import MoESpec, dtype_name
-from moebench.weights import random_weights
 
 TRITON_ON_CPU_REASON = (
     "Triton kernels run in the interpreter on the CPU: timing it is meaningless (name it with --impl to time anyway)"
@@ -93,10 +93,6 @@ def count_steps(specs: list[MoESpec], tokens: list[int], selection: Selection) -
     return sum(len(tokens) for spec in specs for info in selection.run if not info.spec_unsupported(spec))
 
 
-def _fresh_seed() -> int:
-    return secrets.randbelow(2**31)
-
-
 def run_bench(
     specs: list[MoESpec],
     tokens: list[int],
@@ -108,13 +104,16 @@ def run_bench(
     options: BenchOptions | None = None,
     on_step: Callable[[str], None] | None = None,
     rows: list[dict] | None = None,
+    cells: Cells | None = None,
 ) -> BenchResult:
     """Benchmark every (spec, T, implementation); rows are appended to `rows` as they come.
-    options: how to time (None: BenchOptions())."""
+    options: how to time (None: BenchOptions()). cells: the cells' source when they are shared with
+    other work (moebench session); default: drawn here, each spec's dropped once it is measured."""
     options = BenchOptions() if options is None else options
     device = torch.device(device)
     env = environment(device)
     rows = [] if rows is None else rows
+    source = Cells(device, seed=options.seed) if cells is None else cells
     unsupported: list[tuple[str, str]] = []
     for spec in specs:
         impls = [info for info in selection.run if not info.spec_unsupported(spec)]
@@ -123,11 +122,8 @@ def run_bench(
             for info in selection.run
             if info.spec_unsupported(spec)
         ]
-        weight_seed = options.seed if options.seed is not None else _fresh_seed()
-        weights = random_weights(spec, device=device, seed=weight_seed)
         for num_tokens in tokens:
-            input_seed = options.seed + 1 + num_tokens if options.seed is not None else _fresh_seed()
-            cell = make_cell(spec, num_tokens, weights, weight_seed, input_seed)
+            cell = source.get(spec, num_tokens)
             cell_rows: list[dict] = []
             for info in impls:
                 if on_step:
@@ -135,8 +131,6 @@ def run_bench(
                 cell_rows += bench_impl(info, cell, device, ceilings, options, env, baseline)
             fill_speedups(cell_rows, baseline)
             rows += cell_rows
-            del cell
-        del weights
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        if cells is None:
+            source.drop(spec)
     return BenchResult(rows, selection, ceilings, list(dict.fromkeys(unsupported)))

@@ -16,7 +16,7 @@ import torch
 from moebench.errors import MoEInputError, UnknownImplementationError
 from moebench.results import set_command
 
-COMMANDS = ("list", "verify", "bench", "report", "tune", "export")
+COMMANDS = ("list", "verify", "bench", "report", "tune", "export", "session")
 
 
 def default_device() -> str:

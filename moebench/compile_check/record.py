@@ -9,6 +9,7 @@ candidate of an implementation as a full config, so each can be recorded and com
 from __future__ import annotations
 
 import importlib
+import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -51,6 +52,38 @@ class _Recorder:
             self.log.append(Launch(self.kernel, tuple(grid), args, kwargs))
 
         return launch
+
+
+def _constexpr_names(kernel) -> frozenset[str]:
+    """Parameters annotated tl.constexpr (read from the source function, so it works for compiled
+    and interpreted kernels alike)."""
+    params = inspect.signature(kernel.fn).parameters.values()
+    return frozenset(p.name for p in params if "constexpr" in str(p.annotation))
+
+
+def _specialisation(value) -> object:
+    """What Triton specialises a runtime argument on: a tensor's dtype (its pointer is aligned), an
+    int's being 1 or a multiple of 16, a float's type, None."""
+    if isinstance(value, torch.Tensor):
+        return str(value.dtype)
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return "1" if value == 1 else ("d16" if value % 16 == 0 else "i")
+    return type(value).__name__
+
+
+def variant_key(launch: Launch) -> tuple:
+    """A key that differs when the launch would compile a different binary: the kernel, its
+    constexpr values, how its runtime arguments are specialised and the launch options. Counting
+    distinct keys counts compilations (moebench.session's compile allowance); needs no compiler."""
+    kernel = launch.kernel
+    bound = dict(zip(kernel.arg_names, launch.args))
+    bound.update({k: v for k, v in launch.kwargs.items() if k in kernel.arg_names})
+    constexprs = _constexpr_names(kernel)
+    args = tuple((name, repr(v) if name in constexprs else _specialisation(v)) for name, v in bound.items())
+    options = tuple(sorted((k, repr(v)) for k, v in launch.kwargs.items() if k not in kernel.arg_names))
+    return (kernel.fn.__name__, args, options)
 
 
 def _is_jit_kernel(name: str, value) -> bool:

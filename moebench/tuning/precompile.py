@@ -49,7 +49,9 @@ def supported(impl: str) -> bool:
     return impl in IMPLS
 
 
-def warm_config(impl: str, spec: MoESpec, num_tokens: int, config: dict, backward: bool) -> tuple[int, str | None]:
+def warm_config(
+    impl: str, spec: MoESpec, num_tokens: int, config: dict | None, backward: bool
+) -> tuple[int, str | None]:
     """In a worker: compile every launch of the layer under `config` for the current GPU.
     Returns (launches compiled, first error or None)."""
     from moebench.compile_check import record_launches
@@ -104,20 +106,33 @@ class Precompiler:
         """Compile `configs` (full {kernel: config} dicts) in parallel; returns when all are done."""
         if not self.enabled or not configs:
             return
-        try:
-            pool = _shared_pool(self.workers)
-            futures = [
-                pool.submit(warm_config, self.impl, self.spec, self.num_tokens, config, backward) for config in configs
-            ]
-            for future in futures:
-                compiled, error = future.result()
-                self.compiled += compiled
-                if error:
-                    self.errors.append(error)
-        except Exception as exc:  # a broken pool: carry on compiling in the timing loop
-            self.errors.append(f"precompile pool: {type(exc).__name__}: {exc}")
-            self.workers = 0
-            shutdown_pool()
+        compiled, errors = warm_many(
+            [(self.impl, self.spec, self.num_tokens, config, backward) for config in configs], self.workers
+        )
+        self.compiled += compiled
+        self.errors += errors
+        if any(error.startswith(POOL_BROKEN) for error in errors):
+            self.workers = 0  # carry on compiling in the timing loop
+
+
+POOL_BROKEN = "precompile pool:"
+
+
+def warm_many(items: list[tuple[str, MoESpec, int, dict | None, bool]], workers: int) -> tuple[int, list[str]]:
+    """Compile every (impl, spec, T, config, backward) item's launches at once in the shared pool
+    of `workers` processes; returns (launches compiled, errors). A config of None is the defaults."""
+    compiled, errors = 0, []
+    try:
+        pool = _shared_pool(workers)
+        for future in [pool.submit(warm_config, *item) for item in items]:
+            done, error = future.result()
+            compiled += done
+            if error:
+                errors.append(error)
+    except Exception as exc:  # a broken pool: the launches compile when they run instead
+        errors.append(f"{POOL_BROKEN} {type(exc).__name__}: {exc}")
+        shutdown_pool()
+    return compiled, errors
 
 
 def precompile_available() -> bool:

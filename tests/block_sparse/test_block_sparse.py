@@ -67,15 +67,17 @@ def _topk_ids(num_tokens: int, top_k: int, num_experts: int, mode: str, seed: in
     ],
 )
 @pytest.mark.parametrize("transposed_later", [False, True])
-def test_topology_matches_a_torch_construction(num_tokens, top_k, num_experts, inter, block, mode, transposed_later):
-    ids = _topk_ids(num_tokens, top_k, num_experts, mode, seed=num_tokens)
+def test_topology_matches_a_torch_construction(
+    num_tokens, top_k, num_experts, inter, block, mode, transposed_later, triton_device
+):
+    ids = _topk_ids(num_tokens, top_k, num_experts, mode, seed=num_tokens).to(triton_device)
     if transposed_later:  # inference builds the forward layout only; training adds the rest
         forward_only = build_topology(ids, num_experts, inter, block, transposed=False)
         assert not forward_only.has_transposed and forward_only.block_index_t is None
         topo = with_transposed(forward_only)
     else:
         topo = build_topology(ids, num_experts, inter, block)
-    rows, row_block_expert = _torch_layout(ids, num_experts, block)
+    rows, row_block_expert = _torch_layout(ids.cpu(), num_experts, block)
     nb, used_rb = -(-inter // block), len(row_block_expert)
 
     assert topo.max_row_blocks == max_blocks_for(num_tokens * top_k, num_experts, block) >= used_rb
@@ -114,14 +116,13 @@ def test_topology_matches_a_torch_construction(num_tokens, top_k, num_experts, i
     assert topo.block_index_t[len(seen) :].eq(-1).all() and topo.block_rows_t[len(seen) :].eq(-1).all()
 
 
-@pytest.mark.interpreter
-def test_bad_block_size_is_rejected():
-    ids = torch.zeros(3, 1, dtype=torch.int64)
+def test_bad_block_size_is_rejected(triton_device):
+    ids = torch.zeros(3, 1, dtype=torch.int64, device=triton_device)
     for block in (8, 24, 512, "16"):
         with pytest.raises(MoEInputError, match="block"):
             build_topology(ids, 2, 16, block)
     spec = get_preset("tiny", "fp32")
-    weights, x = make_case_inputs(spec, Case("T=5", 5), "cpu", SEED)
+    weights, x = make_case_inputs(spec, Case("T=5", 5), triton_device, SEED)
     with pytest.raises(MoEInputError, match="topology"):
         IMPL(x, weights, config=_config(48))
     with pytest.raises(MoEInputError, match="BLOCK_M"):
@@ -131,10 +132,9 @@ def test_bad_block_size_is_rejected():
 # ---------------------------------------------------------------- padding is exactly zero
 
 
-@pytest.mark.interpreter
-def test_sdd_blocks_hold_the_activation_and_exact_zeros_in_padding():
+def test_sdd_blocks_hold_the_activation_and_exact_zeros_in_padding(triton_device):
     spec = get_preset("tiny-odd", "fp32")  # I = 52: the last column block is partly padding
-    weights, x = make_case_inputs(spec, Case("T=21", 21), "cpu", SEED)
+    weights, x = make_case_inputs(spec, Case("T=21", 21), triton_device, SEED)
     _, ids = route(x, weights.router, spec)
     block = 16
     topo = build_topology(ids, spec.num_experts, spec.intermediate, block)
@@ -143,7 +143,7 @@ def test_sdd_blocks_hold_the_activation_and_exact_zeros_in_padding():
 
     nb = topo.blocks_per_row
     used = int(topo.num_row_blocks) * nb
-    dense = torch.zeros(topo.max_rows, nb * block)  # the hidden activation of each padded row
+    dense = torch.zeros(topo.max_rows, nb * block, device=triton_device)  # each padded row's activation
     for b in range(used):
         rb, j = topo.block_rows[b].item(), topo.block_cols[b].item() % nb
         dense[rb * block : (rb + 1) * block, j * block : (j + 1) * block] = h[b]
@@ -167,24 +167,23 @@ def test_sdd_blocks_hold_the_activation_and_exact_zeros_in_padding():
 _PRESETS = ("tiny", "tiny-odd", "tiny-k-eq-e", "tiny-gelu", "tiny-relu")
 
 
-def _assert_all_pass(spec, cases, block):
+def _assert_all_pass(spec, cases, block, device):
     failures = []
     for case in cases:
-        outcome = run_case_with_config(spec, case, block)
+        outcome = run_case_with_config(spec, case, block, device)
         if not outcome.ok:
             failures.append(f"{case.name}: {outcome.error or outcome.result}")
     assert not failures, f"{spec.describe()} block={block}: " + "; ".join(failures)
 
 
-def run_case_with_config(spec, case, block):
+def run_case_with_config(spec, case, block, device):
     """run_case with the block pinned through MOEBENCH_PIN_CONFIG (run_case passes no config)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MOEBENCH_PIN_CONFIG", f'{{"block_sparse/topology": {{"block": {block}}}}}')
-        assert resolve_configs(spec, case.num_tokens, "cpu", None, backward=False)["topology"] == {"block": block}
-        return run_case(IMPL, spec, case, "cpu", seed=SEED)
+        assert resolve_configs(spec, case.num_tokens, device, None, backward=False)["topology"] == {"block": block}
+        return run_case(IMPL, spec, case, device, seed=SEED)
 
 
-@pytest.mark.interpreter
 @pytest.mark.parametrize(
     "preset, dtype, block",
     [
@@ -197,25 +196,23 @@ def run_case_with_config(spec, case, block):
         ("tiny", "bf16", 32),
     ],
 )
-def test_forward_edge_cases(preset, dtype, block):
+def test_forward_edge_cases(preset, dtype, block, triton_device):
     spec = get_preset(preset, dtype)
-    _assert_all_pass(spec, edge_cases(spec), block)  # T = 0, 1, 37, 49 (empty experts), 35 (one expert)
+    _assert_all_pass(spec, edge_cases(spec), block, triton_device)  # T = 0, 1, 37, 49 (empty experts), 35 (one expert)
 
 
-@pytest.mark.interpreter
 @pytest.mark.parametrize("preset", _PRESETS)
-def test_forward_half_precision_block16(preset):
+def test_forward_half_precision_block16(preset, triton_device):
     for dtype in ("bf16", "fp16") if preset == "tiny-odd" else ("bf16",):
         spec = get_preset(preset, dtype)
-        _assert_all_pass(spec, [Case("T=37", 37)], 16)
+        _assert_all_pass(spec, [Case("T=37", 37)], 16, triton_device)
 
 
-@pytest.mark.interpreter
-def test_default_config_and_sub_block_tiles():
+def test_default_config_and_sub_block_tiles(triton_device):
     """Default block (64 for tiny I), and block 32 with 16-wide tiles (several programs per block,
     several K steps per block) give the same answer as the reference."""
     spec = get_preset("tiny-odd", "fp32")
-    weights, x = make_case_inputs(spec, Case("T=21", 21), "cpu", SEED)
+    weights, x = make_case_inputs(spec, Case("T=21", 21), triton_device, SEED)
     assert resolve_config("block_sparse", "topology", spec, 21, x.device) == {"block": 64}
     ref = reference_moe(x, weights)
     small_tiles = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16}
@@ -224,10 +221,9 @@ def test_default_config_and_sub_block_tiles():
         torch.testing.assert_close(IMPL(x, weights, config=cfg).double(), ref, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.interpreter
-def test_inference_and_training_paths_agree_and_out_is_written():
+def test_inference_and_training_paths_agree_and_out_is_written(triton_device):
     spec = get_preset("tiny", "fp32")
-    weights, x = make_case_inputs(spec, Case("T=19", 19), "cpu", SEED)
+    weights, x = make_case_inputs(spec, Case("T=19", 19), triton_device, SEED)
     inference = IMPL(x, weights, config=_config(16))
     x_leaf = x.clone().requires_grad_(True)
     out = torch.full_like(x, float("nan"))
@@ -241,7 +237,7 @@ def test_inference_and_training_paths_agree_and_out_is_written():
 # ---------------------------------------------------------------- bf16 stores
 
 
-def test_bf16_stores_round_to_nearest_even(device):
+def test_bf16_stores_round_to_nearest_even(triton_device):
     """bf16 outputs are torch's round-to-nearest-even of the fp32 values, ties included. Under the
     Triton 3.9 interpreter (its fp32->bf16 cast truncates) that takes the ROUND_BF16 workaround."""
     if interpreting() and bf16_cast_truncates():
@@ -250,8 +246,8 @@ def test_bf16_stores_round_to_nearest_even(device):
     pair_rows = torch.randn(num_tokens * 2, hidden, generator=torch.Generator().manual_seed(SEED))
     ties = 1.0 + torch.tensor([1.0, 3.0, 5.0, 7.0]) * 2.0**-8  # halfway between two bf16 values
     pair_rows[0, :4], pair_rows[1, :4] = ties, 0.0
-    pair_rows = pair_rows.to(device)
-    out = torch.empty(num_tokens, hidden, dtype=torch.bfloat16, device=device)
+    pair_rows = pair_rows.to(triton_device)
+    out = torch.empty(num_tokens, hidden, dtype=torch.bfloat16, device=triton_device)
     combine(pair_rows, None, out, top_k=2)  # fp32 sum of the two slots, stored as bf16
     assert torch.equal(out, (pair_rows[0::2] + pair_rows[1::2]).to(torch.bfloat16))
 
@@ -259,7 +255,7 @@ def test_bf16_stores_round_to_nearest_even(device):
 # ---------------------------------------------------------------- tunables
 
 
-def test_tunables_are_registered_with_valid_spaces():
+def test_tunables_are_registered_with_valid_spaces(triton_device):
     kernels = {t.kernel: t for t in tunables("block_sparse")}
     assert set(kernels) == {"topology", "sdd", "dsd", "sdd_bwd", "dsd_bwd", "wgrad"}
     for preset in ("tiny", "mixtral-8x7b", "qwen3-30b-a3b", "gpt-oss-20b"):
@@ -270,7 +266,8 @@ def test_tunables_are_registered_with_valid_spaces():
                 assert space, (preset, name)
                 for cfg in [*space, tunable.default(spec, 4096)]:
                     if name == "topology":
-                        build_topology(torch.zeros(1, 1, dtype=torch.int64), 1, 16, cfg["block"])
+                        ids = torch.zeros(1, 1, dtype=torch.int64, device=triton_device)
+                        build_topology(ids, 1, 16, cfg["block"])
                     else:
                         ops.launch_params(name, cfg, block=128, hidden=spec.hidden)
     big = get_preset("mixtral-8x7b", "bf16")
@@ -323,12 +320,11 @@ def _op_args(spec, x, weights, config: str = "") -> tuple:
     return (x, weights.router, weights.w1, weights.w2, spec.top_k, spec.activation, r.scoring, r.renormalize, config)
 
 
-@pytest.mark.interpreter
-def test_custom_ops_pass_opcheck_and_match_the_reference():
+def test_custom_ops_pass_opcheck_and_match_the_reference(triton_device):
     from moebench.impls.block_sparse.op import encode_config
 
     spec = get_preset("tiny", "fp32")
-    weights, x = make_case_inputs(spec, Case("T=9", 9), "cpu", SEED)
+    weights, x = make_case_inputs(spec, Case("T=9", 9), triton_device, SEED)
     args = _op_args(spec, x, weights, encode_config(_config(16)))
     torch.library.opcheck(torch.ops.moebench.block_sparse_moe.default, args)
     out = torch.full_like(x, float("nan"))
@@ -338,10 +334,9 @@ def test_custom_ops_pass_opcheck_and_match_the_reference():
     assert compare(out, reference_moe(x, weights), spec.dtype).ok
 
 
-@pytest.mark.interpreter
-def test_torch_export_sees_one_block_sparse_op():
+def test_torch_export_sees_one_block_sparse_op(triton_device):
     spec = get_preset("tiny", "fp32")
-    weights, x = make_case_inputs(spec, Case("T=5", 5), "cpu", SEED)
+    weights, x = make_case_inputs(spec, Case("T=5", 5), triton_device, SEED)
 
     class Layer(torch.nn.Module):
         def forward(self, x, router, w1, w2):
@@ -352,13 +347,12 @@ def test_torch_export_sees_one_block_sparse_op():
     assert calls == [torch.ops.moebench.block_sparse_moe.default]
 
 
-@pytest.mark.interpreter
-def test_inference_goes_through_the_op_and_training_does_not(monkeypatch):
+def test_inference_goes_through_the_op_and_training_does_not(monkeypatch, triton_device):
     calls = []
     real = torch.ops.moebench.block_sparse_moe_out
     monkeypatch.setattr(torch.ops.moebench, "block_sparse_moe_out", lambda *a: calls.append(a) or real(*a))
     spec = get_preset("tiny", "fp32")
-    weights, x = make_case_inputs(spec, Case("T=7", 7), "cpu", SEED)
+    weights, x = make_case_inputs(spec, Case("T=7", 7), triton_device, SEED)
     out = torch.full_like(x, float("nan"))
     IMPL(x, weights, out=out)
     assert len(calls) == 1 and compare(out, reference_moe(x, weights), spec.dtype).ok
@@ -376,10 +370,9 @@ def test_op_config_errors_name_the_argument():
     assert encode_config(None) == "" and encode_config({}) == ""
 
 
-@pytest.mark.interpreter
-def test_training_path_refuses_an_unknown_kernel_too():
+def test_training_path_refuses_an_unknown_kernel_too(triton_device):
     """The gradient path resolves its own configs: a misspelt kernel must fail there as well."""
     spec = get_preset("tiny", "fp32")
-    weights, x = make_case_inputs(spec, Case("T=5", 5), "cpu", SEED)
+    weights, x = make_case_inputs(spec, Case("T=5", 5), triton_device, SEED)
     with pytest.raises(MoEInputError, match=r"unknown kernel\(s\) \['gate_up'\] for block_sparse"):
         IMPL(x.requires_grad_(True), weights, config={"gate_up": {"BLOCK_M": 64}})

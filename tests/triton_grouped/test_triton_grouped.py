@@ -34,7 +34,7 @@ from moebench.kernels.common.interpreter import (  # noqa: E402
     bf16_cast_truncates,
     bf16_dot_broken,
     dot_flags,
-    interpreting,
+    kernel_device,
     store_flags,
 )
 
@@ -47,7 +47,7 @@ DECODE = {"path": {"path": "decode"}}
 @pytest.fixture(scope="module")
 def info():
     impl = registry.get(IMPL)
-    ok, reason = impl.available("cuda" if torch.cuda.is_available() else "cpu")
+    ok, reason = impl.available(kernel_device())
     if not ok:
         pytest.skip(reason)
     return impl
@@ -132,7 +132,7 @@ def test_path_rule_picks_both_paths():
 
 
 # -- interpreter workarounds ------------------------------------------------------------------------
-@pytest.mark.skipif(not interpreting(), reason="checks the Triton interpreter's workarounds")
+@pytest.mark.interpreter
 def test_bf16_workarounds_active_under_interpreter():
     assert bf16_dot_broken(), "the interpreter's bf16 tl.dot is right now: the UPCAST_BF16 workaround can go"
     assert dot_flags(torch.bfloat16)["UPCAST_BF16"] is True
@@ -169,23 +169,23 @@ def _expected_alignment(ids: torch.Tensor, num_experts: int, block_m: int):
         (9, 2, 40, 16, 128),  # more experts than pairs: most experts empty
     ],
 )
-def test_alignment_matches_torch(num_tokens, top_k, num_experts, block_m, max_chunks, monkeypatch):
+def test_alignment_matches_torch(num_tokens, top_k, num_experts, block_m, max_chunks, monkeypatch, triton_device):
     monkeypatch.setattr(align_mod, "MAX_CHUNKS", max_chunks)
     gen = torch.Generator().manual_seed(num_tokens * 7 + num_experts)
     ids = torch.stack([torch.randperm(num_experts, generator=gen)[:top_k] for _ in range(num_tokens)])
     if num_experts > 4:  # leave some experts empty and crowd one
         ids = torch.where(ids % 3 == 1, torch.zeros_like(ids), ids)
         ids = torch.stack([row if len(set(row.tolist())) == top_k else torch.arange(top_k) for row in ids])
-    aligned = align_pairs(ids, num_experts, block_m)
+    aligned = align_pairs(ids.to(triton_device), num_experts, block_m)
     counts, blocks, order = _expected_alignment(ids, num_experts, block_m)
     num_pairs = ids.numel()
     num_blocks = int(aligned.num_blocks.item())
     assert num_blocks == int(blocks.sum())
     assert aligned.max_blocks == max_blocks_for(num_pairs, num_experts, block_m) >= num_blocks
     expected_expert = torch.repeat_interleave(torch.arange(num_experts), blocks)
-    assert torch.equal(aligned.block_expert[:num_blocks].long(), expected_expert)
+    assert torch.equal(aligned.block_expert[:num_blocks].long().cpu(), expected_expert)
     assert bool((aligned.block_expert[num_blocks:] == -1).all())
-    rows = aligned.sorted_pairs[: num_blocks * block_m].long()
+    rows = aligned.sorted_pairs[: num_blocks * block_m].long().cpu()
     start = 0
     for expert in range(num_experts):
         count, padded = int(counts[expert]), int(blocks[expert]) * block_m
@@ -207,11 +207,11 @@ def test_max_blocks_bound_is_tight_enough():
 # -- parity -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).replace("torch.", ""))
 @pytest.mark.parametrize("path", ["grouped", "decode"])
-def test_parity_edge_cases_tiny(info, device, dtype, path):
+def test_parity_edge_cases_tiny(info, triton_device, dtype, path):
     """T=0, T=1, T=37, empty experts, all tokens on one expert, plus a random case."""
     spec = get_preset("tiny", dtype)
     cases = edge_cases(spec) + random_cases(1, max_tokens=40)
-    assert_cases_pass(with_config(info, {"path": {"path": path}}), spec, cases, device)
+    assert_cases_pass(with_config(info, {"path": {"path": path}}), spec, cases, triton_device)
 
 
 @pytest.mark.parametrize(
@@ -228,33 +228,34 @@ def test_parity_edge_cases_tiny(info, device, dtype, path):
         ("tiny-many", torch.bfloat16, "decode"),  # sigmoid router, E=16: pair-led and expert-led decode
     ],
 )
-def test_parity_presets(info, device, preset, dtype, path):
+def test_parity_presets(info, triton_device, preset, dtype, path):
     spec = get_preset(preset, dtype)
     cases = [Case("T=1", 1), Case("all on expert 0", 19, always=(0,))]
     if spec.num_experts > spec.top_k:
         cases.append(Case("empty experts", 21, never=(spec.num_experts - 1,)))
-    assert_cases_pass(with_config(info, {"path": {"path": path}}), spec, cases, device)
+    assert_cases_pass(with_config(info, {"path": {"path": path}}), spec, cases, triton_device)
 
 
-def test_parity_default_rule_and_split_down_block(info, device):
+def test_parity_default_rule_and_split_down_block(info, triton_device):
     spec = get_preset("tiny", torch.bfloat16)
-    assert_cases_pass(info, spec, [Case("T=3", 3), Case("T=30", 30)], device)  # decode, then grouped
+    assert_cases_pass(info, spec, [Case("T=3", 3), Case("T=30", 30)], triton_device)  # decode, then grouped
     split = {**GROUPED, "gate_up": {"BLOCK_M": 32}, "down": {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16}}
-    assert_cases_pass(with_config(info, split), spec, [Case("T=29", 29)], device)
+    assert_cases_pass(with_config(info, split), spec, [Case("T=29", 29)], triton_device)
 
 
-def test_decode_leader_check_over_several_pair_blocks(info, device):
+def test_decode_leader_check_over_several_pair_blocks(info, triton_device):
     """More experts than pairs with pairs > BLOCK_P: the leader scan runs over several blocks."""
     spec = MoESpec(40, 2, 32, 24, dtype=torch.float32)
     config = {**DECODE, "decode_gate_up": {"BLOCK_P": 16}, "decode_down": {"BLOCK_P": 16}}
-    assert_cases_pass(with_config(info, config), spec, [Case("T=15, expert 3 crowded", 15, always=(3,))], device)
+    cases = [Case("T=15, expert 3 crowded", 15, always=(3,))]
+    assert_cases_pass(with_config(info, config), spec, cases, triton_device)
 
 
 @pytest.mark.parametrize("path", ["grouped", "decode"])
-def test_non_contiguous_x_is_read_through_strides(info, device, path):
+def test_non_contiguous_x_is_read_through_strides(info, triton_device, path):
     spec = get_preset("tiny-odd", torch.float32)
-    weights = random_weights(spec, device=device, seed=3)
-    wide = random_inputs(spec.replace(hidden=2 * spec.hidden), 9, device=device, seed=4)
+    weights = random_weights(spec, device=triton_device, seed=3)
+    wide = random_inputs(spec.replace(hidden=2 * spec.hidden), 9, device=triton_device, seed=4)
     x = wide[:, ::2]
     assert not x.is_contiguous()
     out = info(x, weights, config={"path": {"path": path}})
@@ -262,18 +263,18 @@ def test_non_contiguous_x_is_read_through_strides(info, device, path):
     assert result.ok, result.message
 
 
-def test_t0_launches_nothing_and_returns_empty(info, device):
+def test_t0_launches_nothing_and_returns_empty(info, triton_device):
     spec = get_preset("tiny", torch.bfloat16)
-    weights = random_weights(spec, device=device)
-    assert record_launches(spec, 0, None, device=device, weights=weights) == []
-    out = info(random_inputs(spec, 0, device=device), weights)
+    weights = random_weights(spec, device=triton_device)
+    assert record_launches(spec, 0, None, device=triton_device, weights=weights) == []
+    out = info(random_inputs(spec, 0, device=triton_device), weights)
     assert out.shape == (0, spec.hidden) and out.dtype == spec.dtype
 
 
 @pytest.mark.parametrize("path", ["grouped", "decode"])
-def test_deterministic(info, device, path):
+def test_deterministic(info, triton_device, path):
     spec = get_preset("tiny-many", torch.bfloat16)
-    weights, x = make_case_inputs(spec, Case("T=30", 30), device, seed=11)
+    weights, x = make_case_inputs(spec, Case("T=30", 30), triton_device, seed=11)
     first = info(x, weights, config={"path": {"path": path}})
     second = info(x, weights, config={"path": {"path": path}})
     assert torch.equal(first, second)
@@ -296,10 +297,10 @@ def test_deterministic(info, device, path):
         ([("gate_up", {})], "config: expected a dict"),
     ],
 )
-def test_bad_config_raises_clear_error(info, device, config, message):
+def test_bad_config_raises_clear_error(info, triton_device, config, message):
     spec = get_preset("tiny", torch.float32)
-    weights = random_weights(spec, device=device)
-    x = random_inputs(spec, 40, device=device)  # grouped by default; decode configs are checked too
+    weights = random_weights(spec, device=triton_device)
+    x = random_inputs(spec, 40, device=triton_device)  # grouped by default; decode configs are checked too
     with pytest.raises(MoEInputError) as err:
         info(x, weights, config=config)
     assert message in str(err.value)
@@ -334,12 +335,12 @@ def test_fake_impl_shape_and_dtype():
         assert out.is_contiguous()
 
 
-def test_opcheck(device):
+def test_opcheck(triton_device):
     from moebench.impls.triton_grouped.op import encode_config
 
     spec = get_preset("tiny", torch.float32)
-    weights = random_weights(spec, device=device)
-    x = random_inputs(spec, 5, device=device)
+    weights = random_weights(spec, device=triton_device)
+    x = random_inputs(spec, 5, device=triton_device)
     args = _op_args(spec, x, weights, encode_config(DECODE))
     torch.library.opcheck(torch.ops.moebench.triton_grouped_moe.default, args)
     out = torch.full_like(x, math.nan)
@@ -349,20 +350,20 @@ def test_opcheck(device):
     assert compare(out, reference_moe(x, weights), spec.dtype).ok
 
 
-def test_torch_export_sees_one_op(device):
+def test_torch_export_sees_one_op(triton_device):
     spec = get_preset("tiny", torch.float32)
-    weights = random_weights(spec, device=device)
+    weights = random_weights(spec, device=triton_device)
 
     class Layer(torch.nn.Module):
         def forward(self, x, router, w1, w2):
             return torch.ops.moebench.triton_grouped_moe(x, router, w1, w2, 2, "swiglu", "softmax", True, "")
 
-    program = torch.export.export(Layer(), (random_inputs(spec, 5, device=device), *weights.parameters()))
+    program = torch.export.export(Layer(), (random_inputs(spec, 5, device=triton_device), *weights.parameters()))
     calls = [node.target for node in program.graph.nodes if node.op == "call_function"]
     assert calls == [torch.ops.moebench.triton_grouped_moe.default]
 
 
-def test_registry_fn_calls_the_op(info, device, monkeypatch):
+def test_registry_fn_calls_the_op(info, triton_device, monkeypatch):
     calls = []
     real = torch.ops.moebench.triton_grouped_moe_out
 
@@ -372,8 +373,8 @@ def test_registry_fn_calls_the_op(info, device, monkeypatch):
 
     monkeypatch.setattr(torch.ops.moebench, "triton_grouped_moe_out", spy, raising=False)
     spec = get_preset("tiny", torch.float32)
-    weights = random_weights(spec, device=device)
-    x = random_inputs(spec, 2, device=device)
+    weights = random_weights(spec, device=triton_device)
+    x = random_inputs(spec, 2, device=triton_device)
     out = torch.full_like(x, math.nan)
     assert info(x, weights, out=out, config=DECODE) is out
     assert calls and '"decode"' in calls[0]
