@@ -135,7 +135,7 @@ def test_bad_block_size_is_rejected():
 def test_sdd_blocks_hold_the_activation_and_exact_zeros_in_padding():
     spec = get_preset("tiny-odd", "fp32")  # I = 52: the last column block is partly padding
     weights, x = make_case_inputs(spec, Case("T=21", 21), "cpu", SEED)
-    _, ids = route(x, weights.router, spec)
+    _, ids = route(x, weights)
     block = 16
     topo = build_topology(ids, spec.num_experts, spec.intermediate, block)
     configs = resolve_configs(spec, x.shape[0], x.device, _config(block), backward=False)

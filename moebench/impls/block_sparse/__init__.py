@@ -25,6 +25,7 @@ from moebench.weights import MoEWeights
     devices=("cpu", "cuda"),
     backward=True,
     graph_safe=True,
+    features_note="not yet in the kernels",
 )
 def block_sparse(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None) -> torch.Tensor:
     """Inference: one custom op (moebench::block_sparse_moe[_out], opaque to torch.compile/export);

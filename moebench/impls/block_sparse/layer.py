@@ -29,7 +29,7 @@ def block_sparse_moe(
 ) -> torch.Tensor:
     spec = weights.spec
     x = x.contiguous()
-    topk_weights, topk_ids = route(x, weights.router, spec)  # [T, k] fp32, [T, k] int64
+    topk_weights, topk_ids = route(x, weights)  # [T, k] fp32, [T, k] int64
     topk_weights = topk_weights.contiguous()
     training = torch.is_grad_enabled() and any(t.requires_grad for t in (x, topk_weights, weights.w1, weights.w2))
     configs = resolve_configs(spec, x.shape[0], x.device, config, backward=training)

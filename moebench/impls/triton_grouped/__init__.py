@@ -29,6 +29,7 @@ from moebench.weights import MoEWeights
     backward=False,
     exportable=False,
     graph_safe=True,
+    features_note="not yet in the kernels",
 )
 def triton_grouped(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None) -> torch.Tensor:
     return moe_op(x, weights, out=out, config=config)

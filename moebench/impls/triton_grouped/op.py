@@ -29,8 +29,9 @@ def _run(x, router, w1, w2, out, top_k, activation, scoring, renormalize, config
     from moebench.impls.triton_grouped.forward import moe_forward  # imports triton
 
     spec = spec_from_shapes(x, w1, w2, top_k, activation, scoring, renormalize)
-    check_inputs(x, MoEWeights(spec, router, w1, w2), out, finite=False)
-    return moe_forward(x, router, w1, w2, spec, out, decode_config(config))
+    weights = MoEWeights(spec, router, w1, w2)
+    check_inputs(x, weights, out, finite=False)
+    return moe_forward(x, weights, out, decode_config(config))
 
 
 triton_grouped_moe, triton_grouped_moe_out = define_layer_ops(NAME, _run)
