@@ -46,6 +46,11 @@ FEATURES: tuple[str, ...] = (
     "shared.gated",
 )
 
+# the options that only shape the routing: an implementation given a precomputed routing needs none of them
+ROUTING_ONLY: frozenset[str] = frozenset(
+    {"router.bias", "router.selection_bias", "router.groups", "router.softmax_after_topk", "router.scaling"}
+)
+
 
 def check_bool(where: str, value) -> None:
     if not isinstance(value, bool):

@@ -33,7 +33,7 @@ import torch
 from moebench.errors import MoEInputError, UnknownImplementationError
 from moebench.kernels.common.interpreter import interpreting
 from moebench.routing import Routing
-from moebench.spec import FEATURES, MoESpec
+from moebench.spec import FEATURES, MoESpec, refused_features
 from moebench.validate import check_inputs
 from moebench.weights import MoEWeights
 
@@ -95,17 +95,17 @@ class ImplInfo:
         """The spec options this implementation refuses, in FEATURES order."""
         return tuple(name for name in FEATURES if name not in self.features)
 
-    def spec_unsupported(self, spec: MoESpec) -> str | None:
+    def spec_unsupported(self, spec: MoESpec, *, routing_given: bool = False) -> str | None:
         """Why this implementation cannot compute `spec` exactly (None when it can): a dtype it
-        does not support, a spec option it does not honour, or a documented limit (spec_check:
-        e.g. an activation an exported op lacks)."""
+        does not support, a spec option it does not honour (those that only shape the routing do
+        not count when a routing is given), or a documented limit (spec_check: e.g. an activation
+        an exported op lacks)."""
         if spec.dtype not in self.dtypes:
             names = sorted(str(d).replace("torch.", "") for d in self.dtypes)
             return f"dtype: {self.name} supports {names}, got {spec.dtype}"
-        missing = [name for name in FEATURES if name in spec.features() and name not in self.features]
-        if missing:
-            note = f" ({self.features_note})" if self.features_note else ""
-            return f"{', '.join(missing)}: {self.name} does not honour {'it' if len(missing) == 1 else 'them'}{note}"
+        refused = refused_features(spec, self.features, self.name, self.features_note, routing_given=routing_given)
+        if refused:
+            return refused
         return self.spec_check(spec) if self.spec_check is not None else None
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
@@ -144,7 +144,7 @@ class ImplInfo:
             if not isinstance(weights, MoEWeights):
                 raise MoEInputError(f"weights: expected MoEWeights, got {type(weights).__name__}")
             check_inputs(x, weights, out, routing=routing)
-            problem = self.spec_unsupported(weights.spec)
+            problem = self.spec_unsupported(weights.spec, routing_given=routing is not None)
             if problem:
                 raise MoEInputError(problem)
             device = x.device.type

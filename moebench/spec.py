@@ -19,7 +19,7 @@ from typing import Literal
 import torch
 
 from moebench.errors import MoEInputError
-from moebench.layer_options import FEATURES, ExpertSpec, RouterSpec, SharedSpec, record_dict
+from moebench.layer_options import FEATURES, ROUTING_ONLY, ExpertSpec, RouterSpec, SharedSpec, record_dict
 
 Activation = Literal["swiglu", "gelu", "relu"]
 
@@ -222,6 +222,21 @@ class MoESpec:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def refused_features(
+    spec: MoESpec, honoured: frozenset[str], who: str, note: str = "", *, routing_given: bool = False
+) -> str | None:
+    """Why `who` (an implementation, an op) cannot compute `spec`: the options it uses that `who` does not
+    honour, named by field, with `note` (the reason) - or None when it honours them all. With a precomputed
+    routing the options that only shape the routing (ROUTING_ONLY) do not count."""
+    waived = ROUTING_ONLY if routing_given else frozenset()
+    missing = [name for name in FEATURES if name in spec.features() and name not in honoured | waived]
+    if not missing:
+        return None
+    return f"{', '.join(missing)}: {who} does not honour {'it' if len(missing) == 1 else 'them'}" + (
+        f" ({note})" if note else ""
+    )
 
 
 def spec_from_dict(d: dict) -> MoESpec:

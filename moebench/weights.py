@@ -8,7 +8,6 @@ Every tensor the spec asks for must be there and every other one None (`tensor_l
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import torch
 
 from moebench.errors import MoEInputError
-from moebench.spec import MoESpec, SharedSpec
+from moebench.spec import MoESpec, RouterSpec, SharedSpec
 
 TENSOR_NAMES: tuple[str, ...] = (
     "router",
@@ -176,11 +175,12 @@ class MoEWeights:
 
     def experts_subset(self, experts: torch.Tensor, *, top_k: int = 1) -> MoEWeights:
         """The routed experts `experts` (int64 ids, in that order, repeats allowed) as a layer of their own
-        with top-k `top_k`, for a problem whose routing is given (expert parallelism): routed tensors sliced,
-        group limits dropped (the local expert count need not divide into groups), shared experts dropped
-        (they are not per routed expert; whoever splits the layer runs them once)."""
+        with top-k `top_k`, for a problem whose routing is given (expert parallelism): expert tensors and
+        router rows sliced; the router options that only shape the routing reset to the plain router (only
+        weight_on is kept) and their tensors dropped; shared experts dropped (they are not per routed
+        expert: whoever splits the layer runs them once)."""
         spec = self.spec
-        router = dataclasses.replace(spec.router, groups=1, topk_groups=1)
+        router = RouterSpec(weight_on=spec.router.weight_on)
         local = spec.replace(num_experts=int(experts.numel()), top_k=top_k, router=router, shared=SharedSpec())
         sliced = {n: t[experts] for n, t in self.tensors().items() if n in tensor_layout(local)}
         return MoEWeights(local, **sliced)

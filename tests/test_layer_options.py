@@ -1,8 +1,6 @@
 """The spec's options (router, expert, shared) and the weights they ask for: checks naming the field,
 equality, JSON round trip, optional tensors present exactly when asked for, seeded draws."""
 
-import dataclasses
-
 import pytest
 import torch
 
@@ -157,7 +155,8 @@ def test_random_weights_draw_seeded_nonzero_biases_that_change_the_choice():
 def test_experts_subset_is_a_plain_local_layer():
     w = random_weights(get_preset("tiny-groups", "fp32"))
     local = w.experts_subset(torch.tensor([5, 1, 5]))
-    assert local.spec.num_experts == 3 and local.spec.top_k == 1 and not local.spec.router.group_limited
-    assert local.spec.shared.count == 0 and local.shared_w1 is None
-    assert torch.equal(local.w1[0], w.w1[5]) and torch.equal(local.selection_bias, w.selection_bias[[5, 1, 5]])
-    assert dataclasses.replace(local.spec.router, groups=4, topk_groups=2).scaling == 2.5
+    assert local.spec.num_experts == 3 and local.spec.top_k == 1 and local.spec.features() == frozenset()
+    assert local.shared_w1 is None and local.selection_bias is None
+    assert torch.equal(local.w1[0], w.w1[5]) and torch.equal(local.router[1], w.router[1])
+    llama = random_weights(get_preset("tiny-input-scaled", "fp32")).experts_subset(torch.tensor([2]))
+    assert llama.spec.features() == {"router.weight_on"}

@@ -53,20 +53,13 @@ def reference_local_compute(
 
 
 def registry_local_compute(name: str) -> LocalCompute:
-    """LocalCompute by the registry implementation `name`, given the precomputed k=1 routing.
-
-    Written against the registry's `routing=` keyword (precomputed top-k weights and ids, router
-    skipped) that the layout refactor adds; until then calling it raises MoEInputError.
-    """
+    """LocalCompute by the registry implementation `name`, given the precomputed k=1 routing (the
+    registry's `routing=`: the implementation's router is skipped)."""
     import moebench
 
     impl = moebench.get(name)
 
     def compute(x_pairs, local_ids, pair_weights, local_weights):
-        try:
-            from moebench.routing import Routing
-        except ImportError:
-            raise MoEInputError(f"local_compute: {name} needs the registry keyword routing= (not there yet)") from None
         routing = Routing(weights=pair_weights[:, None], ids=local_ids[:, None])
         return impl(x_pairs, local_weights, routing=routing)
 
