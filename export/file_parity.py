@@ -71,7 +71,7 @@ def input_cases(weights: MoEWeights, tokens=DEFAULT_TOKENS, seed: int = 1, *, em
 def _steer_until_routed(weights: MoEWeights, x: torch.Tensor, experts: tuple[int, ...]) -> torch.Tensor | None:
     for strength in (8.0, 32.0, 128.0):
         steered = steer_inputs(weights, x, experts, strength)
-        _, ids = route(steered, weights.router, weights.spec)
+        _, ids = route(steered, weights)
         if bool((ids.sort(dim=-1).values == torch.tensor(sorted(experts), device=ids.device)).all()):
             return steered
     return None  # router rows too correlated to isolate these experts: case left out

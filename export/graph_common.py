@@ -6,15 +6,14 @@ bf16 type and values are bit-exact copies of the canonical weights.
 
 from __future__ import annotations
 
-import json
-
 import onnx
 import torch
 from onnx import TensorProto, helper
 
 from moebench.errors import MoEInputError
+from moebench.export.features import unexported_features
 from moebench.presets import spec_label
-from moebench.spec import MoESpec, dtype_name
+from moebench.spec import MoESpec, dtype_name, spec_from_dict
 
 MIN_OPSET = 18  # Split(num_outputs=...) and ReduceSum(axes as input) need 18
 TOKEN_AXIS = "num_tokens"  # the one dynamic dimension of every exported graph
@@ -40,8 +39,11 @@ def onnx_dtype(dtype: torch.dtype) -> int:
     return ONNX_DTYPES[dtype]
 
 
-def check_export_args(spec: MoESpec, opset: int) -> None:
-    """The exporters' shared argument checks."""
+def check_export_args(spec: MoESpec, opset: int, flavor: str) -> None:
+    """The exporters' shared argument checks (spec options the `flavor` lowering does not express included)."""
+    reason = unexported_features(spec, flavor)
+    if reason:
+        raise MoEInputError(f"{reason} (spec: {spec.describe()})")
     if spec.dtype not in EXPORT_DTYPES:
         names = ", ".join(dtype_name(d) for d in EXPORT_DTYPES)
         raise MoEInputError(f"dtype: export supports {names}, got {dtype_name(spec.dtype)}")
@@ -79,18 +81,7 @@ def spec_metadata(spec: MoESpec, *, flavor: str, impl: str, extra: dict | None =
         "moebench.flavor": flavor,
         "moebench.impl": impl,
         "moebench.preset": spec_label(spec),
-        "moebench.spec": json.dumps(
-            {
-                "num_experts": spec.num_experts,
-                "top_k": spec.top_k,
-                "hidden": spec.hidden,
-                "intermediate": spec.intermediate,
-                "activation": spec.activation,
-                "dtype": dtype_name(spec.dtype),
-                "router": {"scoring": spec.router.scoring, "renormalize": spec.router.renormalize},
-            },
-            sort_keys=True,
-        ),
+        "moebench.spec": spec.to_json(),
         "moebench.describe": spec.describe(),
         "moebench.input": f"{INPUT_NAME}: [{TOKEN_AXIS}, {spec.hidden}] {dtype_name(spec.dtype)}",
         "moebench.output": f"{OUTPUT_NAME}: [{TOKEN_AXIS}, {spec.hidden}] {dtype_name(spec.dtype)}",
@@ -102,21 +93,10 @@ def spec_metadata(spec: MoESpec, *, flavor: str, impl: str, extra: dict | None =
 
 def spec_from_metadata(model: onnx.ModelProto) -> MoESpec:
     """The MoESpec an exported model records (inverse of spec_metadata)."""
-    from moebench.spec import RouterSpec
-
     props = {p.key: p.value for p in model.metadata_props}
     if "moebench.spec" not in props:
         raise MoEInputError("model: no 'moebench.spec' in metadata_props (not exported by moebench)")
-    d = json.loads(props["moebench.spec"])
-    return MoESpec(
-        d["num_experts"],
-        d["top_k"],
-        d["hidden"],
-        d["intermediate"],
-        activation=d["activation"],
-        dtype=d["dtype"],
-        router=RouterSpec(d["router"]["scoring"], d["router"]["renormalize"]),
-    )
+    return spec_from_dict(props["moebench.spec"])
 
 
 def metadata_of(model: onnx.ModelProto) -> dict[str, str]:

@@ -117,7 +117,7 @@ def fused_weights(weights: MoEWeights, layout: str | None = None) -> dict[str, t
 def build_ort_fused(weights: MoEWeights, *, impl: str = "naive_loop", opset: int = MIN_OPSET) -> onnx.ModelProto:
     """Router MatMul (fp32) -> [log-sigmoid] -> Cast -> com.microsoft.MoE. Raises for specs it cannot express."""
     spec = weights.spec
-    check_export_args(spec, opset)
+    check_export_args(spec, opset, FLAVOR)
     check_supported(spec)
     dt = spec.dtype
     layout = fused_weight_layout()

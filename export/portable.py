@@ -81,7 +81,7 @@ def dense_intermediate_bytes(spec, num_tokens: int) -> int:
 def build_portable(weights: MoEWeights, *, impl: str = "naive_loop", opset: int = MIN_OPSET) -> onnx.ModelProto:
     """The portable graph for these weights; `impl` is recorded as the implementation it stands for."""
     spec = weights.spec
-    check_export_args(spec, opset)
+    check_export_args(spec, opset, FLAVOR)
     dt = spec.dtype
     d = onnx_dtype(dt)
     e, k, h, i = spec.shape

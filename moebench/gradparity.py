@@ -32,13 +32,14 @@ from moebench.spec import MoESpec, dtype_name
 from moebench.stats import collect_stats
 from moebench.weights import MoEWeights, random_inputs, random_weights, steer_routing
 
-GRAD_NAMES: tuple[str, ...] = ("x", "router", "w1", "w2")
+GRAD_NAMES: tuple[str, ...] = ("x", "router", "w1", "w2")  # and the spec's optional parameters
 STEER_STRENGTHS: tuple[float, ...] = (4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 30.0)
 
 
 @dataclass
 class GradOutcome:
-    """Per-gradient parity of one case: results[name] for name in GRAD_NAMES, or an error."""
+    """Per-gradient parity of one case: results[name] for each of `names` (x and the weights' parameter
+    names: GRAD_NAMES plus the spec's biases and shared experts), or an error."""
 
     impl: str
     spec: MoESpec
@@ -46,10 +47,11 @@ class GradOutcome:
     seed: int
     results: dict[str, ParityResult] = field(default_factory=dict)
     error: str | None = None
+    names: tuple[str, ...] = GRAD_NAMES
 
     @property
     def ok(self) -> bool:
-        return self.error is None and set(self.results) == set(GRAD_NAMES) and all(r.ok for r in self.results.values())
+        return self.error is None and set(self.results) == set(self.names) and all(r.ok for r in self.results.values())
 
     @property
     def dtype(self) -> str:
@@ -102,7 +104,7 @@ def upstream_gradient(spec: MoESpec, num_tokens: int, device: torch.device | str
 def _routing_forced(x: torch.Tensor, weights: MoEWeights, case: Case) -> bool:
     """Whether the case's routing (always / never) holds in both fp32 and fp64 routing."""
     for dtype in (torch.float32, torch.float64):
-        ids = route(x.to(dtype), weights.router.to(dtype), weights.spec, compute_dtype=dtype)[1]
+        ids = route(x.to(dtype), weights, compute_dtype=dtype)[1]
         for expert in case.always:
             if not bool((ids == expert).any(dim=1).all()):
                 return False
@@ -175,21 +177,21 @@ def run_grad_case(
     try:
         weights, x = gentle_case_inputs(spec, case, device, seed)
         dy = upstream_gradient(spec, case.num_tokens, device, seed + 2)
-        values = [x, weights.router, weights.w1, weights.w2]
+        values = [x, *weights.parameters()]
+        outcome.names = ("x", *weights.parameter_names())
 
         leaves = [_leaf(v, spec.dtype) for v in values]
         with collect_stats() as stats:
-            out = impl(leaves[0], MoEWeights(spec, *leaves[1:]), config=config)
+            out = impl(leaves[0], weights.with_parameters(leaves[1:]), config=config)
         got = _grads(out, leaves, dy)
 
         keep = ~stats["dropped_pairs"] if impl.drops_tokens and "dropped_pairs" in stats else None
-        spec64 = spec.with_dtype(torch.float64)
         ref_leaves = [_leaf(v, torch.float64) for v in values]
-        ref_out = reference_moe(ref_leaves[0], MoEWeights(spec64, *ref_leaves[1:]), keep=keep)
+        ref_out = reference_moe(ref_leaves[0], weights.with_parameters(ref_leaves[1:]), keep=keep)
         expected = _grads(ref_out, ref_leaves, dy.to(torch.float64))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        for name, g, ref in zip(GRAD_NAMES, got, expected):
+        for name, g, ref in zip(outcome.names, got, expected):
             outcome.results[name] = _not_counted_if_ill_conditioned(
                 name, case, spec, compare(g, ref, spec.dtype, grad=True)
             )

@@ -3,10 +3,20 @@
 Every implementation is a function with one signature:
 
     fn(x: Tensor[T, H], weights: MoEWeights, *, out: Tensor[T, H] | None = None,
-       config: dict | None = None) -> Tensor[T, H]
+       config: dict | None = None, routing: Routing | None = None) -> Tensor[T, H]
 
 registered with `@register(...)`, which records what it needs and can do. Call it through the
 registry (`get("name")(x, weights)`) so inputs are checked the same way for all of them.
+
+routing: a precomputed moebench.routing.Routing (weights [T, k] fp32, ids [T, k] int64): the
+implementation skips its router and uses it (expert parallelism, drawn routings). The registry checks
+it and passes it on only when given, so an implementation registered with takes_routing=False never
+sees one.
+
+features: the options of the spec (moebench.spec.MoESpec.features(), e.g. "router.groups", "shared")
+an implementation honours. A spec using any other option is refused with the reason (`features_note`)
+by `spec_unsupported`, which `verify`, `bench` and `list` show: never a silently wrong result. The
+default is none, so an implementation honours an option only once it says so.
 Third-party packages add implementations through the entry-point group `moebench.implementations`
 (each entry point names a module or callable; loading it must call `register`).
 """
@@ -22,7 +32,8 @@ import torch
 
 from moebench.errors import MoEInputError, UnknownImplementationError
 from moebench.kernels.common.interpreter import interpreting
-from moebench.spec import MoESpec
+from moebench.routing import Routing
+from moebench.spec import FEATURES, MoESpec, refused_features
 from moebench.validate import check_inputs
 from moebench.weights import MoEWeights
 
@@ -75,13 +86,26 @@ class ImplInfo:
     baseline: bool = False  # the default baseline for speedup columns
     extra_check: Callable[[str], str | None] | None = field(default=None, repr=False)
     spec_check: Callable[[MoESpec], str | None] | None = field(default=None, repr=False)
+    features: frozenset[str] = frozenset()  # spec options honoured (moebench.spec.FEATURES)
+    features_note: str = ""  # why the other options are refused
+    takes_routing: bool = True  # accepts a precomputed routing=
 
-    def spec_unsupported(self, spec: MoESpec) -> str | None:
+    @property
+    def refused_features(self) -> tuple[str, ...]:
+        """The spec options this implementation refuses, in FEATURES order."""
+        return tuple(name for name in FEATURES if name not in self.features)
+
+    def spec_unsupported(self, spec: MoESpec, *, routing_given: bool = False) -> str | None:
         """Why this implementation cannot compute `spec` exactly (None when it can): a dtype it
-        does not support, or a documented limit (e.g. an activation an exported op lacks)."""
+        does not support, a spec option it does not honour (those that only shape the routing do
+        not count when a routing is given), or a documented limit (spec_check: e.g. an activation
+        an exported op lacks)."""
         if spec.dtype not in self.dtypes:
             names = sorted(str(d).replace("torch.", "") for d in self.dtypes)
             return f"dtype: {self.name} supports {names}, got {spec.dtype}"
+        refused = refused_features(spec, self.features, self.name, self.features_note, routing_given=routing_given)
+        if refused:
+            return refused
         return self.spec_check(spec) if self.spec_check is not None else None
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
@@ -110,20 +134,25 @@ class ImplInfo:
         *,
         out: torch.Tensor | None = None,
         config: dict | None = None,
+        routing: Routing | None = None,
         check: bool = True,
     ) -> torch.Tensor:
         """Run the layer. check=True validates inputs first (incl. a finiteness check)."""
+        if routing is not None and not self.takes_routing:
+            raise MoEInputError(f"routing: {self.name} computes its own routing and cannot take a precomputed one")
         if check:
             if not isinstance(weights, MoEWeights):
                 raise MoEInputError(f"weights: expected MoEWeights, got {type(weights).__name__}")
-            check_inputs(x, weights, out)
-            problem = self.spec_unsupported(weights.spec)
+            check_inputs(x, weights, out, routing=routing)
+            problem = self.spec_unsupported(weights.spec, routing_given=routing is not None)
             if problem:
                 raise MoEInputError(problem)
             device = x.device.type
             if device not in self.devices:
                 raise MoEInputError(f"x: {self.name} runs on {'/'.join(self.devices)}, got device {device}")
-        return self.fn(x, weights, out=out, config=config)
+        if routing is None:
+            return self.fn(x, weights, out=out, config=config)
+        return self.fn(x, weights, out=out, config=config, routing=routing)
 
 
 _REGISTRY: dict[str, ImplInfo] = {}
@@ -146,10 +175,16 @@ def register(
     baseline: bool = False,
     extra_check: Callable[[str], str | None] | None = None,
     spec_check: Callable[[MoESpec], str | None] | None = None,
+    features: Iterable[str] = (),
+    features_note: str = "",
+    takes_routing: bool = True,
 ) -> Callable[[ImplFn], ImplFn]:
-    """Decorator: register `fn` under `name`. A duplicate name raises ValueError."""
+    """Decorator: register `fn` under `name`. A duplicate name or an unknown feature raises ValueError."""
     if kind not in KINDS:
         raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
+    unknown = sorted(set(features) - set(FEATURES))
+    if unknown:
+        raise ValueError(f"features: unknown {unknown}; expected some of {list(FEATURES)}")
 
     def decorate(fn: ImplFn) -> ImplFn:
         if name in _REGISTRY:
@@ -169,6 +204,9 @@ def register(
             baseline=baseline,
             extra_check=extra_check,
             spec_check=spec_check,
+            features=frozenset(features),
+            features_note=features_note,
+            takes_routing=takes_routing,
         )
         return fn
 

@@ -1,11 +1,21 @@
-"""Router: logits -> scores -> top-k -> (optionally) renormalised weights. Shared by every
-implementation and by the fp64 reference, so all of them pick experts the same way."""
+"""Router: logits -> scores -> choice -> top-k -> weights. Shared by every implementation and by the fp64
+reference, so all of them pick experts the same way.
+
+    route(x, weights, compute_dtype=fp32) -> Routing(weights [T, k], ids [T, k] int64)
+    router_logits(x, router, compute_dtype, bias=None) -> [T, E]     (the fp32-logits mm trick lives here)
+    route_from_logits(logits, spec, selection_bias=None) -> Routing  (the options of spec.router)
+    route_unless_given(x, weights, routing) -> Routing               (an implementation's routing= argument)
+    sort_by_expert(ids, E) -> (order, counts, offsets)               (grouping pairs by expert, no host sync)
+"""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 
 from moebench.spec import MoESpec
+from moebench.weights import MoEWeights
 
 _MIXED_MM: dict[tuple[str, torch.dtype], bool] = {}  # (device type, dtype) -> mm(out_dtype=fp32) works
 
@@ -24,8 +34,14 @@ def _mixed_mm_works(device: torch.device, dtype: torch.dtype) -> bool:
     return _MIXED_MM[key]
 
 
-def router_logits(x: torch.Tensor, router: torch.Tensor, compute_dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """[T, H] x [E, H] -> [T, E] logits in compute_dtype.
+def router_logits(
+    x: torch.Tensor,
+    router: torch.Tensor,
+    compute_dtype: torch.dtype = torch.float32,
+    *,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """[T, H] x [E, H] (+ bias [E]) -> [T, E] logits in compute_dtype (the bias added in compute_dtype).
 
     fp32 logits of 16-bit inputs come from one mm with fp32 output where the device has it (the
     products of 16-bit values are exact in fp32 and the sums accumulate in fp32, as when upcasting
@@ -43,30 +59,74 @@ def router_logits(x: torch.Tensor, router: torch.Tensor, compute_dtype: torch.dt
         and _mixed_mm_works(x.device, x.dtype)
     )
     if mixed:
-        return torch.mm(x, router.t(), out_dtype=torch.float32)
-    return x.to(compute_dtype) @ router.to(compute_dtype).t()
+        logits = torch.mm(x, router.t(), out_dtype=torch.float32)
+    else:
+        logits = x.to(compute_dtype) @ router.to(compute_dtype).t()
+    return logits if bias is None else logits + bias.to(compute_dtype)
 
 
-def route(
-    x: torch.Tensor,
-    router: torch.Tensor,
-    spec: MoESpec,
-    compute_dtype: torch.dtype = torch.float32,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns (topk_weights [T, k] in compute_dtype, topk_ids [T, k] int64), ids sorted by score."""
-    logits = router_logits(x, router, compute_dtype)
-    return route_from_logits(logits, spec)
+class Routing(NamedTuple):
+    """Each token's k chosen experts and their weights: weights [T, k] fp32 (fp64 in the reference),
+    ids [T, k] int64 in [0, E). Unpacks as `topk_weights, topk_ids = routing`."""
+
+    weights: torch.Tensor
+    ids: torch.Tensor
 
 
-def route_from_logits(logits: torch.Tensor, spec: MoESpec) -> tuple[torch.Tensor, torch.Tensor]:
-    if spec.router.scoring == "softmax":
+def route(x: torch.Tensor, weights: MoEWeights, *, compute_dtype: torch.dtype = torch.float32) -> Routing:
+    """The one routing path: x [T, H] -> Routing, for every option of weights.spec.router.
+
+    Logits in compute_dtype (router_logits), then route_from_logits. Graph-safe: no host sync, no
+    data-dependent shape (T = 0 included), so it runs on meta tensors and inside a CUDA graph.
+    """
+    logits = router_logits(x, weights.router, compute_dtype, bias=weights.router_bias)
+    return route_from_logits(logits, weights.spec, weights.selection_bias)
+
+
+def route_unless_given(x: torch.Tensor, weights: MoEWeights, routing: Routing | None) -> Routing:
+    """The implementations' first line: the precomputed `routing` when given (registry-checked), else route(x)."""
+    return route(x, weights) if routing is None else routing
+
+
+def route_from_logits(logits: torch.Tensor, spec: MoESpec, selection_bias: torch.Tensor | None = None) -> Routing:
+    """[T, E] router logits (router bias included) -> Routing, computed in the logits' dtype.
+
+    choice scores = the logits (softmax_after_topk), else softmax / sigmoid of them, plus the
+    selection bias; with group-limited routing, experts outside the best groups are masked to -inf;
+    ids = top-k of the choice scores (sorted, best first); weights = the UNBIASED scores at those ids
+    (softmax over the k chosen logits under softmax_after_topk), renormalised if asked, times scaling.
+    """
+    r = spec.router
+    if r.softmax_after_topk:
+        scores = logits
+    elif r.scoring == "softmax":
         scores = torch.softmax(logits, dim=-1)
     else:
         scores = torch.sigmoid(logits)
-    weights, ids = torch.topk(scores, spec.top_k, dim=-1, sorted=True)
-    if spec.router.renormalize:
+    choice = scores if selection_bias is None else scores + selection_bias.to(scores.dtype)
+    if r.group_limited:
+        choice = _mask_to_best_groups(choice, r.groups, r.topk_groups)
+    ids = torch.topk(choice, spec.top_k, dim=-1, sorted=True).indices
+    weights = scores.gather(-1, ids)
+    if r.softmax_after_topk:
+        weights = torch.softmax(weights, dim=-1)
+    elif r.renormalize:
         weights = weights / weights.sum(dim=-1, keepdim=True)
-    return weights, ids
+    if r.scaling != 1.0:
+        weights = weights * r.scaling
+    return Routing(weights, ids)
+
+
+def _mask_to_best_groups(choice: torch.Tensor, groups: int, topk_groups: int) -> torch.Tensor:
+    """choice [T, E] with the experts outside each token's best `topk_groups` of `groups` equal groups set
+    to -inf; a group's score is the sum of its two best choice scores (DeepSeek-V3's definition)."""
+    num_tokens, num_experts = choice.shape
+    per_group = num_experts // groups
+    group_scores = choice.view(num_tokens, groups, per_group).topk(2, dim=-1).values.sum(dim=-1)  # [T, G]
+    best = group_scores.topk(topk_groups, dim=-1).indices  # [T, topk_groups]
+    keep = torch.zeros(num_tokens, groups, dtype=torch.bool, device=choice.device).scatter_(1, best, True)
+    keep = keep.unsqueeze(-1).expand(num_tokens, groups, per_group).reshape(num_tokens, num_experts)
+    return choice.masked_fill(~keep, float("-inf"))
 
 
 def sort_by_expert(topk_ids: torch.Tensor, num_experts: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

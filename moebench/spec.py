@@ -1,17 +1,27 @@
-"""The one problem record every implementation, test, benchmark and export reads."""
+"""The one problem record every implementation, test, benchmark and export reads.
+
+MoESpec(num_experts E, top_k k, hidden H, intermediate I, activation, dtype, router: RouterSpec,
+        expert: ExpertSpec, shared: SharedSpec)
+RouterSpec, ExpertSpec and SharedSpec (moebench.layer_options, re-exported here) state the routing options,
+the expert FFN's parameters and the shared experts; checks across them (k against the groups, SwiGLU options
+only with swiglu) are here. `spec.features()` names the options a spec uses beyond the plain layer, which is
+how implementations refuse what they do not honour. `to_dict` / `spec_from_dict` round-trip a spec through
+JSON (custom ops and exported files carry it that way).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
 from moebench.errors import MoEInputError
+from moebench.layer_options import FEATURES, ROUTING_ONLY, ExpertSpec, RouterSpec, SharedSpec, record_dict
 
 Activation = Literal["swiglu", "gelu", "relu"]
-Scoring = Literal["softmax", "sigmoid"]
 
 ACTIVATIONS: tuple[str, ...] = ("swiglu", "gelu", "relu")
 GATED_ACTIVATIONS: frozenset[str] = frozenset({"swiglu"})
@@ -51,30 +61,13 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 
 @dataclass(frozen=True)
-class RouterSpec:
-    """How token scores become the k expert weights.
-
-    softmax: probabilities over all E experts, then top-k (Mixtral, Qwen-MoE, OLMoE, gpt-oss).
-    sigmoid: independent sigmoid score per expert, then top-k (DeepSeek-V3 style, without its
-    group-limited selection or bias correction).
-    renormalize: divide the k kept weights by their sum.
-    """
-
-    scoring: Scoring = "softmax"
-    renormalize: bool = True
-
-    def __post_init__(self) -> None:
-        if self.scoring not in ("softmax", "sigmoid"):
-            raise MoEInputError(f"router.scoring: expected 'softmax' or 'sigmoid', got {self.scoring!r}")
-
-
-@dataclass(frozen=True)
 class MoESpec:
-    """One MoE layer: E experts, top-k routing, FFN hidden -> intermediate -> hidden.
+    """One MoE layer: E experts, top-k routing, FFN hidden -> intermediate -> hidden, plus its options.
 
     Canonical weight layout (see moebench.weights.MoEWeights):
       router [E, H];  w1 [E, G*I, H] (G=2 for swiglu: gate rows then up rows; G=1 otherwise);
-      w2 [E, H, I].  Same as Hugging Face transformers v5 fused experts.
+      w2 [E, H, I].  Same as Hugging Face transformers v5 fused experts. Optional tensors (biases, shared
+      experts) exactly when the options below ask for them.
     """
 
     num_experts: int
@@ -84,6 +77,8 @@ class MoESpec:
     activation: Activation = "swiglu"
     dtype: torch.dtype = torch.bfloat16
     router: RouterSpec = RouterSpec()
+    expert: ExpertSpec = ExpertSpec()
+    shared: SharedSpec = SharedSpec()
 
     def __post_init__(self) -> None:
         for name in ("num_experts", "top_k", "hidden", "intermediate"):
@@ -95,8 +90,33 @@ class MoESpec:
         if self.activation not in ACTIVATIONS:
             raise MoEInputError(f"activation: expected one of {ACTIVATIONS}, got {self.activation!r}")
         object.__setattr__(self, "dtype", parse_dtype(self.dtype))
-        if not isinstance(self.router, RouterSpec):
-            raise MoEInputError(f"router: expected a RouterSpec, got {type(self.router).__name__}")
+        for name, kind in (("router", RouterSpec), ("expert", ExpertSpec), ("shared", SharedSpec)):
+            if not isinstance(getattr(self, name), kind):
+                raise MoEInputError(f"{name}: expected a {kind.__name__}, got {type(getattr(self, name)).__name__}")
+        self._check_groups()
+        swiglu_options = [name for name in sorted(self.features()) if name.startswith("expert.swiglu_")]
+        if swiglu_options and not self.gated:
+            raise MoEInputError(
+                f"{swiglu_options[0]}: only with activation='swiglu', got activation={self.activation!r}"
+            )
+
+    def _check_groups(self) -> None:
+        r, e = self.router, self.num_experts
+        if e % r.groups:
+            raise MoEInputError(f"router.groups: must divide num_experts={e}, got {r.groups}")
+        if not r.group_limited:
+            return
+        per_group = e // r.groups
+        if per_group < 2:
+            raise MoEInputError(
+                f"router.groups: a group's score is the sum of its top-2 scores, so each of the {r.groups} groups "
+                f"needs >= 2 of the {e} experts"
+            )
+        if self.top_k > r.topk_groups * per_group:
+            raise MoEInputError(
+                f"top_k: expected <= {r.topk_groups * per_group} (the experts of topk_groups={r.topk_groups} groups "
+                f"of {per_group}), got {self.top_k}"
+            )
 
     # -- derived quantities ------------------------------------------------------------------
     @property
@@ -109,8 +129,32 @@ class MoESpec:
         return (2 if self.gated else 1) * self.intermediate
 
     @property
+    def shared_w1_rows(self) -> int:
+        """Rows of one shared expert's first weight: G * I_s (0 without shared experts)."""
+        return (2 if self.gated else 1) * self.shared.intermediate
+
+    @property
     def shape(self) -> tuple[int, int, int, int]:
         return (self.num_experts, self.top_k, self.hidden, self.intermediate)
+
+    def features(self) -> frozenset[str]:
+        """The options this spec uses beyond the plain layer, named as in layer_options.FEATURES."""
+        r, x, s = self.router, self.expert, self.shared
+        used = {
+            "router.bias": r.bias,
+            "router.selection_bias": r.selection_bias,
+            "router.groups": r.group_limited,
+            "router.softmax_after_topk": r.softmax_after_topk,
+            "router.scaling": r.scaling != 1.0,
+            "router.weight_on": r.weight_on != "output",
+            "expert.bias": x.bias,
+            "expert.swiglu_alpha": x.swiglu_alpha != 1.0,
+            "expert.swiglu_limit": x.swiglu_limit is not None,
+            "expert.swiglu_up_offset": x.swiglu_up_offset != 0.0,
+            "shared": s.count > 0,
+            "shared.gated": s.gated,
+        }
+        return frozenset(name for name in FEATURES if used[name])
 
     def replace(self, **changes) -> MoESpec:
         return dataclasses.replace(self, **changes)
@@ -119,18 +163,93 @@ class MoESpec:
         return self.replace(dtype=parse_dtype(dtype))
 
     def flops(self, num_tokens: int) -> int:
-        """Useful FLOPs of the expert FFNs (router excluded): 2 * T * k * (G*I*H + H*I)."""
-        return 2 * num_tokens * self.top_k * (self.w1_rows + self.intermediate) * self.hidden
+        """Useful FLOPs of the expert FFNs (router excluded): 2 * T * (k * (G*I + I) + S * (G*I_s + I_s)) * H."""
+        routed = self.top_k * (self.w1_rows + self.intermediate)
+        shared = self.shared.count * (self.shared_w1_rows + self.shared.intermediate)
+        return 2 * num_tokens * (routed + shared) * self.hidden
 
     def expert_weight_bytes(self, num_active_experts: int | None = None) -> int:
-        """Bytes of expert weights read once for `num_active_experts` experts (default all E)."""
+        """Bytes of expert weights read once for `num_active_experts` routed experts (default all E), plus the
+        shared experts' (read at every T)."""
         experts = self.num_experts if num_active_experts is None else num_active_experts
         per_expert = (self.w1_rows + self.intermediate) * self.hidden
-        return experts * per_expert * torch.finfo(self.dtype).bits // 8
+        shared = self.shared.count * (self.shared_w1_rows + self.shared.intermediate) * self.hidden
+        return (experts * per_expert + shared) * torch.finfo(self.dtype).bits // 8
+
+    def describe_parts(self) -> dict[str, str]:
+        """The spec in words, by part (only what differs from the plain layer): shape, expert (activation,
+        its options, biases), dtype, router (scoring and its options), shared. `moebench list --presets`
+        shows these as columns; describe() joins them."""
+        r, x, s = self.router, self.expert, self.shared
+        expert = self.activation
+        if self.gated and not x.plain_swiglu:
+            limit = "none" if x.swiglu_limit is None else f"{x.swiglu_limit:g}"
+            expert += f"(alpha={x.swiglu_alpha:g},limit={limit},up+{x.swiglu_up_offset:g})"
+        router = [r.scoring + ("+topk-softmax" if r.softmax_after_topk else "") + ("+renorm" if r.renormalize else "")]
+        router += ["router-bias"] if r.bias else []
+        router += ["sel-bias"] if r.selection_bias else []
+        router += [f"groups={r.topk_groups}/{r.groups}"] if r.group_limited else []
+        router += [f"scale={r.scaling:g}"] if r.scaling != 1.0 else []
+        router += ["input-weighted"] if r.weight_on == "input" else []
+        return {
+            "shape": f"E={self.num_experts} k={self.top_k} H={self.hidden} I={self.intermediate}",
+            "expert": expert + ("+bias" if x.bias else ""),
+            "dtype": dtype_name(self.dtype),
+            "router": " ".join(router),
+            "shared": f"{s.count}x{s.intermediate}" + ("+gate" if s.gated else "") if s.count else "",
+        }
 
     def describe(self) -> str:
-        router = f"{self.router.scoring}{'+renorm' if self.router.renormalize else ''}"
-        return (
-            f"E={self.num_experts} k={self.top_k} H={self.hidden} I={self.intermediate} "
-            f"{self.activation} {dtype_name(self.dtype)} {router}"
+        """One line: the shape, then only the options that differ from the plain layer."""
+        parts = self.describe_parts()
+        if parts["shared"]:
+            parts["shared"] = "shared=" + parts["shared"]
+        return " ".join(text for text in parts.values() if text)
+
+    def to_dict(self) -> dict:
+        """Plain types only (JSON): the inverse of spec_from_dict."""
+        return {
+            "num_experts": self.num_experts,
+            "top_k": self.top_k,
+            "hidden": self.hidden,
+            "intermediate": self.intermediate,
+            "activation": self.activation,
+            "dtype": dtype_name(self.dtype),
+            "router": record_dict(self.router),
+            "expert": record_dict(self.expert),
+            "shared": record_dict(self.shared),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def refused_features(
+    spec: MoESpec, honoured: frozenset[str], who: str, note: str = "", *, routing_given: bool = False
+) -> str | None:
+    """Why `who` (an implementation, an op) cannot compute `spec`: the options it uses that `who` does not
+    honour, named by field, with `note` (the reason) - or None when it honours them all. With a precomputed
+    routing the options that only shape the routing (ROUTING_ONLY) do not count."""
+    waived = ROUTING_ONLY if routing_given else frozenset()
+    missing = [name for name in FEATURES if name in spec.features() and name not in honoured | waived]
+    if not missing:
+        return None
+    return f"{', '.join(missing)}: {who} does not honour {'it' if len(missing) == 1 else 'them'}" + (
+        f" ({note})" if note else ""
+    )
+
+
+def spec_from_dict(d: dict) -> MoESpec:
+    """MoESpec from MoESpec.to_dict() (or its JSON text); records written before the options default them."""
+    if isinstance(d, str):
+        d = json.loads(d)
+    try:
+        parts = {name: kind(**d.get(name, {})) for name, kind in _PARTS.items()}
+        return MoESpec(
+            d["num_experts"], d["top_k"], d["hidden"], d["intermediate"], d["activation"], d["dtype"], **parts
         )
+    except (KeyError, TypeError) as exc:
+        raise MoEInputError(f"spec: expected a MoESpec.to_dict() record, got {d!r} ({exc})") from None
+
+
+_PARTS = {"router": RouterSpec, "expert": ExpertSpec, "shared": SharedSpec}

@@ -1,52 +1,119 @@
-"""Canonical weights of one MoE layer, seeded generators of weights and inputs."""
+"""Canonical weights of one MoE layer, and seeded generators of weights and inputs.
+
+MoEWeights(spec, router, w1, w2, router_bias=None, selection_bias=None, b1=None, b2=None,
+           shared_w1=None, shared_w2=None, shared_gate=None)
+Every tensor the spec asks for must be there and every other one None (`tensor_layout(spec)` lists them);
+`parameters()` / `parameter_names()` are the tensors a gradient flows to, `with_tensors(...)` swaps some.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from moebench.errors import MoEInputError
-from moebench.spec import MoESpec
+from moebench.spec import MoESpec, RouterSpec, SharedSpec
+
+TENSOR_NAMES: tuple[str, ...] = (
+    "router",
+    "w1",
+    "w2",
+    "router_bias",
+    "selection_bias",
+    "b1",
+    "b2",
+    "shared_w1",
+    "shared_w2",
+    "shared_gate",
+)
+_WHY = {  # the option that asks for each optional tensor
+    "router_bias": "router.bias",
+    "selection_bias": "router.selection_bias",
+    "b1": "expert.bias",
+    "b2": "expert.bias",
+    "shared_w1": "shared.count",
+    "shared_w2": "shared.count",
+    "shared_gate": "shared.gated",
+}
+
+
+def tensor_layout(spec: MoESpec) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """name -> (shape, dtype) of every tensor `spec` needs, in TENSOR_NAMES order.
+
+    router [E, H], w1 [E, G*I, H] (G=2 for swiglu: gate rows then up rows), w2 [E, H, I]: spec dtype
+    router_bias [E] spec dtype; selection_bias [E] fp32 (only compared, never multiplied)
+    b1 [E, G*I], b2 [E, H]: spec dtype
+    shared_w1 [S, G*I_s, H], shared_w2 [S, H, I_s], shared_gate [S, H]: spec dtype
+    """
+    e, h, i, d = spec.num_experts, spec.hidden, spec.intermediate, spec.dtype
+    s, i_s = spec.shared.count, spec.shared.intermediate
+    layout = {"router": ((e, h), d), "w1": ((e, spec.w1_rows, h), d), "w2": ((e, h, i), d)}
+    if spec.router.bias:
+        layout["router_bias"] = ((e,), d)
+    if spec.router.selection_bias:
+        layout["selection_bias"] = ((e,), torch.float32)
+    if spec.expert.bias:
+        layout["b1"] = ((e, spec.w1_rows), d)
+        layout["b2"] = ((e, h), d)
+    if s:
+        layout["shared_w1"] = ((s, spec.shared_w1_rows, h), d)
+        layout["shared_w2"] = ((s, h, i_s), d)
+    if spec.shared.gated:
+        layout["shared_gate"] = ((s, h), d)
+    return layout
 
 
 @dataclass(eq=False)
 class MoEWeights:
-    """The canonical layout (same as Hugging Face transformers v5 fused experts).
+    """The canonical layout (same as Hugging Face transformers v5 fused experts) plus optional tensors.
 
-    router: [E, H]          logits = x @ router.T (computed in fp32 by every implementation)
-    w1:     [E, G*I, H]     G=2 for swiglu (rows [0, I) gate, rows [I, 2I) up), G=1 otherwise
-    w2:     [E, H, I]       down projection
-    All three are in spec.dtype, on one device.
+    router:   [E, H]        logits = x @ router.T (+ router_bias), computed in fp32 by every implementation
+    w1:       [E, G*I, H]   G=2 for swiglu (rows [0, I) gate, rows [I, 2I) up), G=1 otherwise
+    w2:       [E, H, I]     down projection
+    Optional ones (see tensor_layout) exactly when the spec has the option. One device.
     """
 
     spec: MoESpec
     router: torch.Tensor
     w1: torch.Tensor
     w2: torch.Tensor
+    router_bias: torch.Tensor | None = None
+    selection_bias: torch.Tensor | None = None
+    b1: torch.Tensor | None = None
+    b2: torch.Tensor | None = None
+    shared_w1: torch.Tensor | None = None
+    shared_w2: torch.Tensor | None = None
+    shared_gate: torch.Tensor | None = None
     # per-implementation derived layouts (transposes, packed copies); keyed by the implementation
     _derived: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         s = self.spec
-        expected = {
-            "router": (s.num_experts, s.hidden),
-            "w1": (s.num_experts, s.w1_rows, s.hidden),
-            "w2": (s.num_experts, s.hidden, s.intermediate),
-        }
-        for name, shape in expected.items():
+        if not isinstance(s, MoESpec):
+            raise MoEInputError(f"spec: expected a MoESpec, got {type(s).__name__}")
+        layout = tensor_layout(s)
+        for name in TENSOR_NAMES:
             t = getattr(self, name)
+            if name not in layout:
+                if t is not None:
+                    raise MoEInputError(f"{name}: expected None ({_WHY[name]} is off in {s.describe()}), got a tensor")
+                continue
+            shape, dtype = layout[name]
             if not isinstance(t, torch.Tensor):
-                raise MoEInputError(f"{name}: expected a torch.Tensor of shape {list(shape)}, got {type(t).__name__}")
+                why = f" ({_WHY[name]} is on)" if name in _WHY else ""
+                raise MoEInputError(
+                    f"{name}: expected a torch.Tensor of shape {list(shape)}{why}, got {type(t).__name__}"
+                )
             if tuple(t.shape) != shape:
                 raise MoEInputError(f"{name}: expected shape {list(shape)} for {s.describe()}, got {list(t.shape)}")
-            if t.dtype != s.dtype:
-                raise MoEInputError(f"{name}: expected dtype {s.dtype}, got {t.dtype}")
-        devices = {self.router.device, self.w1.device, self.w2.device}
+            if t.dtype != dtype:
+                raise MoEInputError(f"{name}: expected dtype {dtype}, got {t.dtype}")
+        devices = {str(t.device) for t in self.tensors().values()}
         if len(devices) != 1:
-            raise MoEInputError(f"weights: router, w1 and w2 must be on one device, got {sorted(map(str, devices))}")
+            raise MoEInputError(f"weights: all tensors must be on one device, got {sorted(devices)}")
 
     @property
     def device(self) -> torch.device:
@@ -64,6 +131,35 @@ class MoEWeights:
             raise MoEInputError(f"w_up: activation {self.spec.activation!r} has no up projection")
         return self.w1[:, self.spec.intermediate :]
 
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """name -> tensor for every tensor present, in TENSOR_NAMES order."""
+        return {name: getattr(self, name) for name in TENSOR_NAMES if getattr(self, name) is not None}
+
+    def parameter_names(self) -> tuple[str, ...]:
+        """Names of the tensors a gradient flows to: all present ones but selection_bias (it only picks)."""
+        return tuple(name for name in self.tensors() if name != "selection_bias")
+
+    def parameters(self) -> tuple[torch.Tensor, ...]:
+        """The tensors of parameter_names(), in that order (router, w1, w2 first)."""
+        return tuple(getattr(self, name) for name in self.parameter_names())
+
+    def with_tensors(self, **tensors: torch.Tensor | None) -> MoEWeights:
+        """A new MoEWeights (no cached derived layouts) with the named tensors replaced."""
+        unknown = sorted(set(tensors) - set(TENSOR_NAMES))
+        if unknown:
+            raise MoEInputError(f"tensors: unknown name(s) {unknown}; expected some of {list(TENSOR_NAMES)}")
+        return MoEWeights(self.spec, **{**self.tensors(), **tensors})
+
+    def with_parameters(self, values: Sequence[torch.Tensor]) -> MoEWeights:
+        """A new MoEWeights with parameters() replaced by `values` (same order), e.g. autograd leaves; in
+        their dtype when it differs (fp64 copies for the reference), selection_bias kept."""
+        names = self.parameter_names()
+        if len(values) != len(names):
+            raise MoEInputError(f"values: expected {len(names)} tensors ({', '.join(names)}), got {len(values)}")
+        dtype = values[0].dtype
+        spec = self.spec if dtype == self.spec.dtype else self.spec.with_dtype(dtype)
+        return MoEWeights(spec, **{**self.tensors(), **dict(zip(names, values))})
+
     def derived(self, key: str, make: Callable[[MoEWeights], Any]) -> Any:
         """A cached derived layout (e.g. a transposed copy) so benchmarks do not time re-layouts."""
         if key not in self._derived:
@@ -71,16 +167,32 @@ class MoEWeights:
         return self._derived[key]
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> MoEWeights:
+        """All tensors on `device`, in `dtype` (selection_bias stays fp32)."""
         spec = self.spec if dtype is None else self.spec.with_dtype(dtype)
-        return MoEWeights(
-            spec,
-            self.router.to(device=device, dtype=spec.dtype),
-            self.w1.to(device=device, dtype=spec.dtype),
-            self.w2.to(device=device, dtype=spec.dtype),
-        )
+        layout = tensor_layout(spec)
+        moved = {name: t.to(device=device, dtype=layout[name][1]) for name, t in self.tensors().items()}
+        return MoEWeights(spec, **moved)
 
-    def parameters(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return (self.router, self.w1, self.w2)
+    def experts_subset(self, experts: torch.Tensor, *, top_k: int = 1) -> MoEWeights:
+        """The routed experts `experts` (int64 ids, in that order, repeats allowed) as a layer of their own
+        with top-k `top_k`, for a problem whose routing is given (expert parallelism): expert tensors and
+        router rows sliced; the router options that only shape the routing reset to the plain router (only
+        weight_on is kept) and their tensors dropped; shared experts dropped (they are not per routed
+        expert: whoever splits the layer runs them once)."""
+        spec = self.spec
+        router = RouterSpec(weight_on=spec.router.weight_on)
+        local = spec.replace(num_experts=int(experts.numel()), top_k=top_k, router=router, shared=SharedSpec())
+        sliced = {n: t[experts] for n, t in self.tensors().items() if n in tensor_layout(local)}
+        return MoEWeights(local, **sliced)
+
+
+def empty_weights(spec: MoESpec, device: str | torch.device = "cpu", *, requires_grad: bool = False) -> MoEWeights:
+    """Uninitialised tensors of the right shapes (meta device: no memory), e.g. to record kernel launches."""
+    tensors = {
+        name: torch.empty(shape, dtype=dtype, device=device, requires_grad=requires_grad and name != "selection_bias")
+        for name, (shape, dtype) in tensor_layout(spec).items()
+    }
+    return MoEWeights(spec, **tensors)
 
 
 def _generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
@@ -89,24 +201,49 @@ def _generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator
     return g
 
 
+def _selection_bias_scale(spec: MoESpec) -> float:
+    """A selection bias about the size of the gaps between neighbouring choice scores, so it changes picks:
+    logits ~N(0, 1) (softmax_after_topk), softmax probabilities ~1/E, sigmoid scores ~0.5 +- 0.2."""
+    if spec.router.softmax_after_topk:
+        return 0.5
+    return 1.0 / spec.num_experts if spec.router.scoring == "softmax" else 0.1
+
+
 def random_weights(spec: MoESpec, device: str | torch.device = "cpu", seed: int = 0) -> MoEWeights:
     """N(0,1) weights scaled by fan-in^-0.5, drawn on `device` in fp32 one expert at a time.
 
     The same seed gives the same weights on the same kind of device (CPU and CUDA generators
     differ). Drawing per expert keeps the fp32 scratch to one expert (deepseek-v3's weights would
-    be 45 GB in fp32 at once) and drawing on the GPU avoids a slow host-side fill.
+    be 45 GB in fp32 at once) and drawing on the GPU avoids a slow host-side fill. router, w1, w2 are
+    drawn first (the same values as for the plain layer of that shape); then, when the spec has them,
+    biases (small but not zero: router bias N(0, 0.5^2), b1 N(0, 0.2^2), b2 N(0, 0.1^2)), a selection
+    bias of the size that changes choices (see _selection_bias_scale), and shared experts and gate.
     """
     device = torch.device(device)
     g = _generator(seed, device)
-    e, h, i = spec.num_experts, spec.hidden, spec.intermediate
+    h, i, i_s = spec.hidden, spec.intermediate, spec.shared.intermediate
 
-    def draw(*shape: int, fan_in: int) -> torch.Tensor:
-        out = torch.empty(shape, dtype=spec.dtype, device=device)
+    def draw(name: str, scale: float) -> torch.Tensor:
+        shape, dtype = layout[name]
+        out = torch.empty(shape, dtype=dtype, device=device)
         for chunk in out.view(-1, *shape[-2:]) if len(shape) == 3 else [out]:
-            chunk.copy_(torch.randn(chunk.shape, generator=g, dtype=torch.float32, device=device).mul_(fan_in**-0.5))
+            chunk.copy_(torch.randn(chunk.shape, generator=g, dtype=torch.float32, device=device).mul_(scale))
         return out
 
-    return MoEWeights(spec, draw(e, h, fan_in=h), draw(e, spec.w1_rows, h, fan_in=h), draw(e, h, i, fan_in=i))
+    layout = tensor_layout(spec)
+    scales = {
+        "router": h**-0.5,
+        "w1": h**-0.5,
+        "w2": i**-0.5,
+        "router_bias": 0.5,
+        "selection_bias": _selection_bias_scale(spec),
+        "b1": 0.2,
+        "b2": 0.1,
+        "shared_w1": h**-0.5,
+        "shared_w2": max(i_s, 1) ** -0.5,
+        "shared_gate": h**-0.5,
+    }
+    return MoEWeights(spec, **{name: draw(name, scales[name]) for name in layout})
 
 
 def random_inputs(spec: MoESpec, num_tokens: int, device: str | torch.device = "cpu", seed: int = 1) -> torch.Tensor:
@@ -130,7 +267,9 @@ def steer_routing(
 
     Feature 0 of every token is set to 1 and router column 0 to +strength / -strength for the
     listed experts, so their logit moves by that much: an expert pushed by +30 is picked by all
-    tokens, one pushed by -30 by none. Used by the parity gate's edge cases.
+    tokens, one pushed by -30 by none. A sigmoid score cannot move by 30, so when the spec has a
+    selection bias it moves by the same amount too (which also wins the expert's group under
+    group-limited routing). Used by the parity gate's edge cases.
     """
     spec = weights.spec
     if len(always) > spec.top_k:
@@ -139,11 +278,15 @@ def steer_routing(
         raise MoEInputError(f"never: leaves fewer than top_k={spec.top_k} experts")
     router = weights.router.clone()
     router[:, 0] = 0
-    for e in always:
-        router[e, 0] = strength
-    for e in never:
-        router[e, 0] = -strength
+    changed = {"router": router}
+    if weights.selection_bias is not None:
+        changed["selection_bias"] = weights.selection_bias.clone()
+    for experts, sign in ((always, 1.0), (never, -1.0)):
+        for e in experts:
+            router[e, 0] = sign * strength
+            if "selection_bias" in changed:
+                changed["selection_bias"][e] += sign * strength
     x = x.clone()
     if x.shape[0]:
         x[:, 0] = 1
-    return MoEWeights(spec, router, weights.w1, weights.w2), x
+    return weights.with_tensors(**changed), x

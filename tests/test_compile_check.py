@@ -40,8 +40,8 @@ def test_triton_layers_run_on_meta_tensors(impl, backward, tokens):
 @pytest.mark.parametrize("name", ["naive_loop", "padded_batch", "padded_batch_capacity", "grouped_mm"])
 def test_graph_safe_flag_agrees_with_a_meta_run(name):
     import moebench.impls  # noqa: F401
-    from moebench.compile_check.record import _empty_weights
     from moebench.registry import get
+    from moebench.weights import empty_weights
 
     info = get(name)
     ok, reason = info.available("cpu")
@@ -50,7 +50,7 @@ def test_graph_safe_flag_agrees_with_a_meta_run(name):
     spec = get_preset("tiny", torch.bfloat16)  # bf16: torch._grouped_mm's meta kernel wants it
     x = torch.empty(5, spec.hidden, device="meta", dtype=spec.dtype)
     try:
-        info.fn(x, _empty_weights(spec, "meta"))
+        info.fn(x, empty_weights(spec, "meta"))
         runs = True
     except (RuntimeError, NotImplementedError):
         runs = False

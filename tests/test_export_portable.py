@@ -8,6 +8,7 @@ ort = pytest.importorskip("onnxruntime", reason="needs onnxruntime (pip install 
 
 from moebench.errors import MoEInputError  # noqa: E402
 from moebench.export.check import check_onnx, trt_issues  # noqa: E402
+from moebench.export.features import unexported_features  # noqa: E402
 from moebench.export.file_parity import check_cases, input_cases  # noqa: E402
 from moebench.export.graph_common import metadata_of, spec_from_metadata  # noqa: E402
 from moebench.export.ort_runner import OrtMoE  # noqa: E402
@@ -16,9 +17,12 @@ from moebench.presets import TINY_PRESETS, get_preset  # noqa: E402
 from moebench.routing import route  # noqa: E402
 from moebench.weights import random_weights  # noqa: E402
 
+EXPORTABLE = [name for name in TINY_PRESETS if unexported_features(get_preset(name), "portable") is None]
+REFUSED = [name for name in TINY_PRESETS if name not in EXPORTABLE]
+
 
 @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
-@pytest.mark.parametrize("preset", TINY_PRESETS)
+@pytest.mark.parametrize("preset", EXPORTABLE)
 def test_portable_export_checks_and_runs_on_unseen_inputs(preset, dtype):
     spec = get_preset(preset, dtype)
     weights = random_weights(spec, seed=11)
@@ -30,7 +34,7 @@ def test_portable_export_checks_and_runs_on_unseen_inputs(preset, dtype):
     steered = [c for c in cases if c.expect_experts]
     assert steered, "no steered case: routing different from random inputs was not exercised"
     for case in steered:  # the steering really produced that routing
-        _, ids = route(case.x, weights.router, spec)
+        _, ids = route(case.x, weights)
         assert ids.sort(dim=-1).values.eq(torch.tensor(sorted(case.expect_experts))).all()
     results = check_cases(runner.run, weights, cases)
     failed = [f"{r.case}: {r.error or r.result}" for r in results if not r.ok]
@@ -96,3 +100,11 @@ def test_opset_range_checked():
 def test_fp64_export_refused():
     with pytest.raises(MoEInputError, match="dtype"):
         build_portable(random_weights(get_preset("tiny", "fp64")))
+
+
+@pytest.mark.parametrize("preset", REFUSED)
+def test_options_the_lowering_lacks_are_refused_by_name(preset):
+    spec = get_preset(preset, "fp32")
+    first = sorted(spec.features())[0]
+    with pytest.raises(MoEInputError, match=first.replace(".", r"\.")):
+        build_portable(random_weights(spec, seed=1))

@@ -21,6 +21,7 @@ PROBLEM = {
     "moebench.activations",
     "moebench.errors",
     "moebench.hf",
+    "moebench.layer_options",
     "moebench.presets",
     "moebench.reference",
     "moebench.routing",

@@ -85,7 +85,7 @@ def test_hf_experts_equals_its_own_module_forward(implementation):
     router = random_weights(spec, seed=9).router
     weights = MoEWeights(spec, router, module.gate_up_proj.detach(), module.down_proj.detach())
     x = random_inputs(spec, 17, seed=10)
-    topk_weights, topk_ids = route(x, router, spec)
+    topk_weights, topk_ids = route(x, weights)
     with torch.no_grad():
         expected = module(x, topk_ids, topk_weights)
     got = info(x, weights, config={"experts": {"experts_implementation": implementation}})

@@ -67,7 +67,7 @@ def dense_moe(x: torch.Tensor, weights) -> torch.Tensor:
     """The layer computed densely (every expert on every token, then the top-k weighted sum):
     a handful of torch ops whatever T and E, so the tests stay fast on a busy 2-core machine."""
     spec = weights.spec
-    topk_weights, topk_ids = route(x, weights.router, spec)  # [T, k] fp32, [T, k] int64
+    topk_weights, topk_ids = route(x, weights)  # [T, k] fp32, [T, k] int64
     h = apply_activation(spec, torch.einsum("th,eih->eti", x.float(), weights.w1.float()))  # [E, T, I]
     y = torch.einsum("eti,ehi->teh", h, weights.w2.float())  # [T, E, H]
     picked = torch.gather(y, 1, topk_ids[:, :, None].expand(-1, -1, spec.hidden))  # [T, k, H]

@@ -53,7 +53,7 @@ def count_active_experts(x: torch.Tensor, weights: MoEWeights) -> int:
     """Distinct experts the routing of `x` selects (the experts whose weights must be read)."""
     if x.shape[0] == 0:
         return 0
-    _, topk_ids = route(x, weights.router, weights.spec)
+    _, topk_ids = route(x, weights)
     return int(torch.unique(topk_ids).numel())
 
 

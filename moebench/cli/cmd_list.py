@@ -9,17 +9,44 @@ from tabulate import tabulate
 
 from moebench import registry
 from moebench.cli import prepare_device
-from moebench.presets import PRESET_NAMES, get_preset
-from moebench.spec import dtype_name
+from moebench.presets import PRESET_NAMES, PRESET_SOURCES, get_preset
+from moebench.spec import FEATURES, dtype_name
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="implementations (with availability) and presets")
     p.add_argument("--device", default=None, help="check availability on cpu or cuda (default: both)")
+    p.add_argument("--presets", action="store_true", help="only the presets: each one's full spec and its source")
     p.set_defaults(handler=run)
 
 
+def _refused(info: registry.ImplInfo) -> str:
+    refused = info.refused_features
+    if not refused:
+        return "-"
+    what = "every spec option" if len(refused) == len(FEATURES) else ", ".join(refused)
+    return what + (f" ({info.features_note})" if info.features_note else "")
+
+
+def print_presets(sources: bool) -> None:
+    """Each preset's full spec as a table (moebench.spec.MoESpec.describe_parts), then the published source
+    of every model preset's numbers."""
+    rows = []
+    for name in PRESET_NAMES:
+        spec, parts = get_preset(name), get_preset(name).describe_parts()
+        rows.append([name, *spec.shape, parts["expert"], parts["router"], parts["shared"] or "-", parts["dtype"]])
+    headers = ["preset", "E", "k", "H", "I", "expert FFN", "router", "shared (S x I_s)", "default dtype"]
+    print(tabulate(rows, headers=headers))
+    if sources:
+        print("\nsources of the model presets' numbers:")
+        for name, source in PRESET_SOURCES.items():
+            print(f"  {name}: {source}")
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.presets:
+        print_presets(sources=True)
+        return 0
     devices = [args.device] if args.device else ["cpu", "cuda"]
     if "cpu" in devices and not torch.cuda.is_available():
         prepare_device("cpu")  # Triton kernels run in the interpreter on a CPU-only machine
@@ -39,16 +66,10 @@ def run(args: argparse.Namespace) -> int:
             flags.append("cuda-graph")
         if info.drops_tokens:
             flags.append("DROPS TOKENS")
-        row += [",".join(caps), " ".join(flags), info.description]
+        row += [",".join(caps), " ".join(flags), _refused(info), info.description]
         rows.append(row)
-    headers = ["implementation", "kind"] + [f"on {d}" for d in devices] + ["dtypes", "capabilities", "what it is"]
-    print(tabulate(rows, headers=headers))
+    headers = ["implementation", "kind"] + [f"on {d}" for d in devices]
+    print(tabulate(rows, headers=headers + ["dtypes", "capabilities", "refuses", "what it is"]))
     print()
-    preset_rows = []
-    for name in PRESET_NAMES:
-        spec = get_preset(name)
-        e, k, h, i = spec.shape
-        router = spec.router.scoring + ("+renorm" if spec.router.renormalize else "")
-        preset_rows.append([name, e, k, h, i, spec.activation, router, dtype_name(spec.dtype)])
-    print(tabulate(preset_rows, headers=["preset", "E", "k", "H", "I", "activation", "router", "default dtype"]))
+    print_presets(sources=False)
     return 0

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from moebench.spec import MoESpec
+from moebench.weights import empty_weights
 
 # implementation -> modules whose attributes name the kernels the launchers call
 _LAUNCH_MODULES = {
@@ -108,16 +109,6 @@ def _recording(impl: str):
             setattr(module, attr, value)
 
 
-def _empty_weights(spec: MoESpec, device, requires_grad: bool = False):
-    from moebench.weights import MoEWeights
-
-    e, h, i = spec.num_experts, spec.hidden, spec.intermediate
-    opts = dict(device=device, dtype=spec.dtype, requires_grad=requires_grad)
-    return MoEWeights(
-        spec, torch.empty(e, h, **opts), torch.empty(e, spec.w1_rows, h, **opts), torch.empty(e, h, i, **opts)
-    )
-
-
 def record_launches(
     spec: MoESpec,
     num_tokens: int,
@@ -137,7 +128,7 @@ def record_launches(
     if impl not in _LAUNCH_MODULES:
         raise ValueError(f"impl: expected one of {IMPLS}, got {impl!r}")
     if weights is None:
-        weights = _empty_weights(spec, device, requires_grad=backward)
+        weights = empty_weights(spec, device, requires_grad=backward)
     x = torch.empty(num_tokens, spec.hidden, device=weights.device, dtype=spec.dtype)
     if x.device.type != "meta":
         x.normal_()  # routing reads x
@@ -145,7 +136,7 @@ def record_launches(
         if impl == "triton_grouped":
             from moebench.impls.triton_grouped.forward import moe_forward
 
-            moe_forward(x, weights.router, weights.w1, weights.w2, spec, None, config)
+            moe_forward(x, weights, None, config)
         else:
             from moebench.impls.block_sparse.layer import block_sparse_moe
 

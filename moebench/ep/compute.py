@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 import torch
 
 from moebench.errors import MoEInputError
-from moebench.reference import reference_moe
-from moebench.spec import RouterSpec
+from moebench.reference import reference_from_routing
+from moebench.routing import Routing
 from moebench.weights import MoEWeights
 
 # (x_pairs [P, H], local_ids [P] int64, pair_weights [P] fp32, local_weights) -> y [P, H] in x's dtype
@@ -25,35 +25,24 @@ LocalCompute = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, MoEWeights], 
 def slice_experts(weights: MoEWeights, experts: Sequence[int], *, top_k: int = 1) -> MoEWeights:
     """The layer restricted to `experts` (global ids, in the order given; an id may repeat for a
     replica): expert i of the result is global expert experts[i]. The router rows come along (a k=1
-    local problem with precomputed routing does not read them); the spec has len(experts) experts."""
+    local problem with precomputed routing does not read them); the spec has len(experts) experts
+    (MoEWeights.experts_subset: group limits and shared experts dropped)."""
     idx = torch.tensor(list(experts), dtype=torch.int64, device=weights.device)
     if idx.numel() == 0:
         raise MoEInputError("experts: expected at least one expert id")
     if int(idx.min()) < 0 or int(idx.max()) >= weights.spec.num_experts:
         raise MoEInputError(f"experts: ids must be in [0, {weights.spec.num_experts}), got {list(experts)}")
-    spec = weights.spec.replace(num_experts=idx.numel(), top_k=top_k)
-    return MoEWeights(spec, weights.router[idx], weights.w1[idx], weights.w2[idx])
-
-
-def _expert_ffn64(x: torch.Tensor, weights: MoEWeights, expert: int) -> torch.Tensor:
-    """FFN of one expert on x in fp64, by the reference itself: the reference layer of a single expert
-    under a softmax router weighs that expert by exactly 1."""
-    one = slice_experts(weights, [expert])
-    one = MoEWeights(one.spec.replace(router=RouterSpec("softmax", renormalize=False)), one.router, one.w1, one.w2)
-    return reference_moe(x, one)
+    return weights.experts_subset(idx, top_k=top_k)
 
 
 def routed_reference(
     x: torch.Tensor, weights: MoEWeights, topk_weights: torch.Tensor, topk_ids: torch.Tensor
 ) -> torch.Tensor:
-    """The layer in fp64 for a given routing (topk_weights [T, k], topk_ids [T, k]) instead of the
-    router's: sum over slots of weight x expert FFN. -> [T, H] fp64."""
-    out = torch.zeros(x.shape, dtype=torch.float64, device=x.device)
-    for expert in torch.unique(topk_ids).tolist():
-        token, slot = torch.where(topk_ids == expert)
-        y = _expert_ffn64(x[token], weights, expert) * topk_weights[token, slot, None].to(torch.float64)
-        out.index_add_(0, token, y)
-    return out
+    """The routed experts in fp64 for a given routing (topk_weights [T, k], topk_ids [T, k]) instead of the
+    router's: sum over slots of weight x expert FFN (shared experts not included). -> [T, H] fp64."""
+    all_experts = torch.arange(weights.spec.num_experts, device=weights.device)
+    routed = weights.experts_subset(all_experts, top_k=topk_ids.shape[1])
+    return reference_from_routing(x, routed, Routing(topk_weights, topk_ids))
 
 
 def reference_local_compute(
@@ -64,20 +53,13 @@ def reference_local_compute(
 
 
 def registry_local_compute(name: str) -> LocalCompute:
-    """LocalCompute by the registry implementation `name`, given the precomputed k=1 routing.
-
-    Written against the registry's `routing=` keyword (precomputed top-k weights and ids, router
-    skipped) that the layout refactor adds; until then calling it raises MoEInputError.
-    """
+    """LocalCompute by the registry implementation `name`, given the precomputed k=1 routing (the
+    registry's `routing=`: the implementation's router is skipped)."""
     import moebench
 
     impl = moebench.get(name)
 
     def compute(x_pairs, local_ids, pair_weights, local_weights):
-        try:
-            from moebench.routing import Routing
-        except ImportError:
-            raise MoEInputError(f"local_compute: {name} needs the registry keyword routing= (not there yet)") from None
         routing = Routing(weights=pair_weights[:, None], ids=local_ids[:, None])
         return impl(x_pairs, local_weights, routing=routing)
 

@@ -44,7 +44,7 @@ def measure_rank(rank: int, world: int, spec: MoESpec, tokens: list[int], args: 
     weights = random_weights(spec, seed=args.seed)
     x = random_inputs(spec, sum(tokens), seed=args.seed + 1)
     if args.routing == "router":
-        topk_weights, topk_ids = route(x, weights.router, spec)
+        topk_weights, topk_ids = route(x, weights)
     else:
         topk_weights, topk_ids = draw_routing(x.shape[0], spec.num_experts, spec.top_k, args.routing, seed=args.seed)
     placement = _placement(spec, world, args.placement, args.extra, topk_ids)

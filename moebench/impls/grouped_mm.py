@@ -25,7 +25,7 @@ import torch
 
 from moebench.activations import apply_activation
 from moebench.registry import register
-from moebench.routing import route
+from moebench.routing import route_unless_given
 from moebench.spec import MoESpec
 from moebench.weights import MoEWeights
 
@@ -101,7 +101,7 @@ def _probe(device: str) -> str | None:
     graph_safe=True,
     extra_check=_probe,
 )
-def grouped_mm(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None) -> torch.Tensor:
+def grouped_mm(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None, routing=None) -> torch.Tensor:
     spec = weights.spec
     num_tokens, k = x.shape[0], spec.top_k
     if num_tokens == 0:
@@ -110,7 +110,7 @@ def grouped_mm(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None) -
         layout = _make_layout(weights)  # training: a cached layout would carry a stale autograd graph
     else:
         layout = weights.derived("grouped_mm/layout", _make_layout)
-    topk_weights, topk_ids = route(x, weights.router, spec)  # [T, k] fp32, [T, k] int64
+    topk_weights, topk_ids = route_unless_given(x, weights, routing)  # [T, k] fp32, [T, k] int64
     order, offs = _group_by_expert(topk_ids, spec.num_experts)  # [T*k] int64, [E] int32
     token_of_pair = order // k  # [T*k]
     if layout.hidden == spec.hidden:

@@ -23,7 +23,7 @@ import torch
 
 from moebench.errors import MoEInputError
 from moebench.registry import register
-from moebench.routing import route
+from moebench.routing import route_unless_given
 from moebench.stats import record_stat
 from moebench.weights import MoEWeights
 
@@ -107,10 +107,10 @@ def experts_implementation_for(weights: MoEWeights, config: dict | None) -> str:
     graph_safe=True,  # grouped_mm on CUDA bf16 sm80+ (HF counts with histc); eager/fallbacks sync: capture fails
     extra_check=_version_problem,
 )
-def hf_experts(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None) -> torch.Tensor:
+def hf_experts(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None, routing=None) -> torch.Tensor:
     name = experts_implementation_for(weights, config)
     module = weights.derived(f"hf_experts/{name}", lambda w: _build_module(w, name))
-    topk_weights, topk_ids = route(x, weights.router, weights.spec)  # [T, k] fp32, [T, k] int64
+    topk_weights, topk_ids = route_unless_given(x, weights, routing)  # [T, k] fp32, [T, k] int64
     record_stat("hf_experts_implementation", name)
     with torch.no_grad():
         result = module(x, topk_ids, topk_weights)  # [T, H] in x.dtype

@@ -10,7 +10,7 @@ import torch
 
 from moebench.activations import apply_activation
 from moebench.registry import register
-from moebench.routing import route
+from moebench.routing import route_unless_given
 from moebench.weights import MoEWeights
 
 
@@ -22,9 +22,9 @@ from moebench.weights import MoEWeights
     graph_safe=False,
     baseline=True,
 )
-def naive_loop(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None) -> torch.Tensor:
+def naive_loop(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None, routing=None) -> torch.Tensor:
     spec = weights.spec
-    topk_weights, topk_ids = route(x, weights.router, spec)  # [T, k] fp32, [T, k] int64
+    topk_weights, topk_ids = route_unless_given(x, weights, routing)  # [T, k] fp32, [T, k] int64
     acc = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
     hit = torch.bincount(topk_ids.reshape(-1), minlength=spec.num_experts).nonzero().flatten().tolist()
     for expert in hit:

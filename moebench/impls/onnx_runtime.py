@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from moebench.export.features import EXPORTED_FEATURES, NOT_EXPORTED_NOTE
 from moebench.registry import register
 from moebench.weights import MoEWeights
 
@@ -112,6 +113,9 @@ for _device in ("cpu", "cuda"):
             extra_check=_provider_check(_device),
             # specs the contrib op cannot express exactly: verify / bench skip them with this reason
             spec_check=_fused_spec_reason if _flavor == "ort-fused" else None,
+            features=EXPORTED_FEATURES[_flavor],
+            features_note=NOT_EXPORTED_NOTE,
+            takes_routing=False,
         )(_make_ort(_device, _flavor))
 
 
@@ -162,6 +166,9 @@ class _TrtState:
     devices=("cuda",),
     graph_safe=False,
     extra_check=_trt_check,
+    features=EXPORTED_FEATURES["portable"],
+    features_note=NOT_EXPORTED_NOTE,
+    takes_routing=False,
 )
 def tensorrt_engine(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None) -> torch.Tensor:
     _check_dense_fits(x, weights)

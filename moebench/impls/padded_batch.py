@@ -17,18 +17,18 @@ import torch
 from moebench.activations import apply_activation
 from moebench.errors import MoEInputError
 from moebench.registry import register
-from moebench.routing import route, sort_by_expert
+from moebench.routing import route_unless_given, sort_by_expert
 from moebench.stats import record_stat
 from moebench.weights import MoEWeights
 
 DEFAULT_CAPACITY_FACTOR = 1.25
 
 
-def _padded_forward(x: torch.Tensor, weights: MoEWeights, capacity: int | None, out: torch.Tensor | None):
+def _padded_forward(x: torch.Tensor, weights: MoEWeights, capacity: int | None, out: torch.Tensor | None, routing):
     spec = weights.spec
     e, k = spec.num_experts, spec.top_k
     num_tokens = x.shape[0]
-    topk_weights, topk_ids = route(x, weights.router, spec)  # [T, k] fp32, [T, k] int64
+    topk_weights, topk_ids = route_unless_given(x, weights, routing)  # [T, k] fp32, [T, k] int64
     order, counts, offsets = sort_by_expert(topk_ids, e)  # [T*k], [E], [E+1]
     sorted_expert = topk_ids.reshape(-1)[order]  # [T*k]
     pos_in_expert = torch.arange(order.numel(), device=x.device) - offsets[sorted_expert]
@@ -66,8 +66,8 @@ def _padded_forward(x: torch.Tensor, weights: MoEWeights, capacity: int | None, 
     backward=True,
     graph_safe=False,
 )
-def padded_batch(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None) -> torch.Tensor:
-    return _padded_forward(x, weights, capacity=None, out=out)
+def padded_batch(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None, routing=None) -> torch.Tensor:
+    return _padded_forward(x, weights, capacity=None, out=out, routing=routing)
 
 
 def capacity_for(num_tokens: int, top_k: int, num_experts: int, capacity_factor: float) -> int:
@@ -81,9 +81,10 @@ def capacity_for(num_tokens: int, top_k: int, num_experts: int, capacity_factor:
     backward=True,
     drops_tokens=True,
 )
-def padded_batch_capacity(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None) -> torch.Tensor:
+def padded_batch_capacity(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None, routing=None) -> torch.Tensor:
     factor = (config or {}).get("capacity_factor", DEFAULT_CAPACITY_FACTOR)
     if not isinstance(factor, (int, float)) or factor <= 0:
         raise MoEInputError(f"config['capacity_factor']: expected a positive number, got {factor!r}")
     spec = weights.spec
-    return _padded_forward(x, weights, capacity_for(x.shape[0], spec.top_k, spec.num_experts, factor), out)
+    capacity = capacity_for(x.shape[0], spec.top_k, spec.num_experts, factor)
+    return _padded_forward(x, weights, capacity, out, routing)

@@ -12,7 +12,7 @@ import torch
 
 from moebench.errors import MoEInputError
 from moebench.registry import register
-from moebench.routing import route
+from moebench.routing import route_unless_given
 from moebench.weights import MoEWeights
 
 
@@ -31,13 +31,13 @@ def _fused_experts():
     devices=("cuda",),
     graph_safe=True,
 )
-def vllm_fused(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None) -> torch.Tensor:
+def vllm_fused(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None, routing=None) -> torch.Tensor:
     spec = weights.spec
     if spec.activation != "swiglu":
         raise MoEInputError(f"activation: vllm_fused supports 'swiglu' only, got {spec.activation!r}")
     if x.shape[0] == 0:
         return x.new_zeros(x.shape) if out is None else out
-    topk_weights, topk_ids = route(x, weights.router, spec)  # [T, k] fp32, [T, k] int64
+    topk_weights, topk_ids = route_unless_given(x, weights, routing)  # [T, k] fp32, [T, k] int64
     result = _fused_experts()(x, weights.w1, weights.w2, topk_weights, topk_ids.to(torch.int32), inplace=False)
     if out is None:
         return result

@@ -72,9 +72,6 @@ class ForwardCheck:
         return None
 
 
-GRAD_NAMES = ("x", "router", "w1", "w2")
-
-
 def _leaves(values: list[torch.Tensor], dtype: torch.dtype) -> list[torch.Tensor]:
     """Leaf tensors with the values of `values` (views where the dtype already matches: no copies)."""
     return [v.detach().to(dtype).requires_grad_(True) for v in values]
@@ -96,7 +93,7 @@ class GradCheck(ForwardCheck):
         dy = random_inputs(spec, num_tokens, self.device, seed=2000 + num_tokens)
         values = [x, *self.weights.parameters()]
         ref_leaves = _leaves(values, torch.float64)
-        ref_out = reference_moe(ref_leaves[0], MoEWeights(spec.with_dtype(torch.float64), *ref_leaves[1:]))
+        ref_out = reference_moe(ref_leaves[0], self.weights.with_parameters(ref_leaves[1:]))
         expected = [g.detach() for g in _grads(ref_out, ref_leaves, dy.to(torch.float64))]
         return values, dy, expected
 
@@ -105,9 +102,10 @@ class GradCheck(ForwardCheck):
         for num_tokens in self.tokens:
             values, dy, expected = self._cases[num_tokens]
             leaves = _leaves(values, spec.dtype)
-            out = guard_fatal(self.info, leaves[0], MoEWeights(spec, *leaves[1:]), config=config, check=False)
+            weights = self.weights.with_parameters(leaves[1:])
+            out = guard_fatal(self.info, leaves[0], weights, config=config, check=False)
             got = guard_fatal(_grads, out, leaves, dy)
-            for name, g, ref in zip(GRAD_NAMES, got, expected):
+            for name, g, ref in zip(("x", *self.weights.parameter_names()), got, expected):
                 outcome = compare(g, ref, spec.dtype, grad=True)
                 if not outcome.ok:
                     return f"gradient parity d{name} at T={num_tokens}: {outcome.message}"
@@ -133,7 +131,7 @@ class Timer:
     def backward_ms(self, configs: dict) -> float:
         if self._backward is None:
             leaves = [v.detach().requires_grad_(True) for v in (self.x, *self.weights.parameters())]
-            self._backward = (leaves, MoEWeights(self.weights.spec, *leaves[1:]), torch.ones_like(self.x))
+            self._backward = (leaves, self.weights.with_parameters(leaves[1:]), torch.ones_like(self.x))
         leaves, weights, dy = self._backward
 
         def run() -> None:

@@ -12,12 +12,14 @@ from moebench.impls.block_sparse.config import resolve_configs
 from moebench.impls.block_sparse.topology import build_topology, with_transposed
 from moebench.impls.common.align import max_blocks_for
 from moebench.impls.common.combine import combine
+from moebench.impls.common.layer_ops import layer_op_args
 from moebench.kernels.common.interpreter import bf16_cast_truncates, interpreting, store_flags
 from moebench.parity import Case, compare, edge_cases, make_case_inputs, run_case
 from moebench.presets import get_preset
 from moebench.reference import reference_moe
 from moebench.routing import route
 from moebench.tuning import resolve_config, tunables
+from moebench.weights import MoEWeights
 
 IMPL = registry.get("block_sparse")
 SEED = 1234  # fixed inputs: these tests must not depend on luck; `moebench verify` draws fresh ones
@@ -135,7 +137,7 @@ def test_bad_block_size_is_rejected(triton_device):
 def test_sdd_blocks_hold_the_activation_and_exact_zeros_in_padding(triton_device):
     spec = get_preset("tiny-odd", "fp32")  # I = 52: the last column block is partly padding
     weights, x = make_case_inputs(spec, Case("T=21", 21), triton_device, SEED)
-    _, ids = route(x, weights.router, spec)
+    _, ids = route(x, weights)
     block = 16
     topo = build_topology(ids, spec.num_experts, spec.intermediate, block)
     configs = resolve_configs(spec, x.shape[0], x.device, _config(block), backward=False)
@@ -315,20 +317,15 @@ def test_backward_kernels_are_tuned_as_backward():
 # ---------------------------------------------------------------- custom ops (inference)
 
 
-def _op_args(spec, x, weights, config: str = "") -> tuple:
-    r = spec.router
-    return (x, weights.router, weights.w1, weights.w2, spec.top_k, spec.activation, r.scoring, r.renormalize, config)
-
-
 def test_custom_ops_pass_opcheck_and_match_the_reference(triton_device):
     from moebench.impls.block_sparse.op import encode_config
 
     spec = get_preset("tiny", "fp32")
     weights, x = make_case_inputs(spec, Case("T=9", 9), triton_device, SEED)
-    args = _op_args(spec, x, weights, encode_config(_config(16)))
+    args = layer_op_args(x, weights, encode_config(_config(16)))
     torch.library.opcheck(torch.ops.moebench.block_sparse_moe.default, args)
     out = torch.full_like(x, float("nan"))
-    out_args = (*args[:4], out, *args[4:])
+    out_args = layer_op_args(x, weights, encode_config(_config(16)), out=out)
     torch.library.opcheck(torch.ops.moebench.block_sparse_moe_out.default, out_args)
     torch.ops.moebench.block_sparse_moe_out(*out_args)  # opcheck works on copies
     assert compare(out, reference_moe(x, weights), spec.dtype).ok
@@ -340,7 +337,7 @@ def test_torch_export_sees_one_block_sparse_op(triton_device):
 
     class Layer(torch.nn.Module):
         def forward(self, x, router, w1, w2):
-            return torch.ops.moebench.block_sparse_moe(x, router, w1, w2, 2, "swiglu", "softmax", True, "")
+            return torch.ops.moebench.block_sparse_moe(*layer_op_args(x, MoEWeights(spec, router, w1, w2)))
 
     program = torch.export.export(Layer(), (x, *weights.parameters()))
     calls = [node.target for node in program.graph.nodes if node.op == "call_function"]

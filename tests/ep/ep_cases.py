@@ -83,7 +83,7 @@ def run_cases(rank: int, world: int, cases: list[EPCase]) -> list[tuple[torch.Te
         lo = sum(case.tokens[:rank])
         hi = lo + case.tokens[rank]
         if drawn is None:
-            topk_weights, topk_ids = route(x[lo:hi], weights.router, case.spec)
+            topk_weights, topk_ids = route(x[lo:hi], weights)
         else:
             topk_weights, topk_ids = drawn[0][lo:hi], drawn[1][lo:hi]
         placement = placement_of(case, drawn)
@@ -113,7 +113,7 @@ def input_errors(rank: int, world: int) -> list[str]:
     spec = get_preset("tiny", "fp32")
     weights = random_weights(spec)
     x = random_inputs(spec, 3)
-    topk_weights, topk_ids = route(x, weights.router, spec)
+    topk_weights, topk_ids = route(x, weights)
     placement = Placement.contiguous(4, world)
     local = slice_experts(weights, placement.rank_experts[rank])
     wrong_dtype = lambda *args: reference_local_compute(*args).double()

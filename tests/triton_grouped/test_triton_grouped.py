@@ -22,13 +22,14 @@ from moebench.presets import REAL_PRESETS, get_preset
 from moebench.reference import reference_moe
 from moebench.spec import MoESpec
 from moebench.tuning import tunable
-from moebench.weights import random_inputs, random_weights
+from moebench.weights import MoEWeights, empty_weights, random_inputs, random_weights
 
 pytest.importorskip("triton")
 
 from moebench.compile_check import record_launches  # noqa: E402
 from moebench.impls.common import align as align_mod  # noqa: E402
 from moebench.impls.common.align import align_pairs, max_blocks_for  # noqa: E402
+from moebench.impls.common.layer_ops import layer_op_args  # noqa: E402
 from moebench.impls.triton_grouped.config import check_tile_config, resolve_launch_configs  # noqa: E402
 from moebench.kernels.common.interpreter import (  # noqa: E402
     bf16_cast_truncates,
@@ -315,23 +316,16 @@ def test_partial_config_overrides_only_its_keys():
 
 
 # -- the custom op -----------------------------------------------------------------------------------
-def _op_args(spec, x, weights, config=""):
-    return (x, weights.router, weights.w1, weights.w2, spec.top_k, spec.activation, spec.router.scoring, True, config)
-
-
 def test_fake_impl_shape_and_dtype():
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     import moebench.impls.triton_grouped.op  # noqa: F401  (defines the ops)
 
     spec = get_preset("tiny", torch.bfloat16)
-    e, h, i = spec.num_experts, spec.hidden, spec.intermediate
     with FakeTensorMode():
-        x = torch.empty(7, h, dtype=spec.dtype)
-        router, w1 = torch.empty(e, h, dtype=spec.dtype), torch.empty(e, 2 * i, h, dtype=spec.dtype)
-        w2 = torch.empty(e, h, i, dtype=spec.dtype)
-        out = torch.ops.moebench.triton_grouped_moe(x, router, w1, w2, 2, "swiglu", "softmax", True, "")
-        assert out.shape == (7, h) and out.dtype == spec.dtype
+        x = torch.empty(7, spec.hidden, dtype=spec.dtype)
+        out = torch.ops.moebench.triton_grouped_moe(*layer_op_args(x, empty_weights(spec)))
+        assert out.shape == (7, spec.hidden) and out.dtype == spec.dtype
         assert out.is_contiguous()
 
 
@@ -341,10 +335,10 @@ def test_opcheck(triton_device):
     spec = get_preset("tiny", torch.float32)
     weights = random_weights(spec, device=triton_device)
     x = random_inputs(spec, 5, device=triton_device)
-    args = _op_args(spec, x, weights, encode_config(DECODE))
+    args = layer_op_args(x, weights, encode_config(DECODE))
     torch.library.opcheck(torch.ops.moebench.triton_grouped_moe.default, args)
     out = torch.full_like(x, math.nan)
-    out_args = args[:4] + (out,) + args[4:]
+    out_args = layer_op_args(x, weights, encode_config(DECODE), out=out)
     torch.library.opcheck(torch.ops.moebench.triton_grouped_moe_out.default, out_args)
     torch.ops.moebench.triton_grouped_moe_out(*out_args)  # opcheck works on copies
     assert compare(out, reference_moe(x, weights), spec.dtype).ok
@@ -356,7 +350,7 @@ def test_torch_export_sees_one_op(triton_device):
 
     class Layer(torch.nn.Module):
         def forward(self, x, router, w1, w2):
-            return torch.ops.moebench.triton_grouped_moe(x, router, w1, w2, 2, "swiglu", "softmax", True, "")
+            return torch.ops.moebench.triton_grouped_moe(*layer_op_args(x, MoEWeights(spec, router, w1, w2)))
 
     program = torch.export.export(Layer(), (random_inputs(spec, 5, device=triton_device), *weights.parameters()))
     calls = [node.target for node in program.graph.nodes if node.op == "call_function"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from moebench.impls.block_sparse.config import IMPL  # importing it registers the tunables
+from moebench.impls.block_sparse.config import FEATURES, FEATURES_NOTE, IMPL  # importing it registers the tunables
 from moebench.impls.block_sparse.op import moe_op
 from moebench.registry import register
 from moebench.weights import MoEWeights
@@ -25,12 +25,14 @@ from moebench.weights import MoEWeights
     devices=("cpu", "cuda"),
     backward=True,
     graph_safe=True,
+    features=FEATURES,
+    features_note=FEATURES_NOTE,
 )
-def block_sparse(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None) -> torch.Tensor:
+def block_sparse(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None, routing=None) -> torch.Tensor:
     """Inference: one custom op (moebench::block_sparse_moe[_out], opaque to torch.compile/export);
     training (an input needs a gradient): the autograd.Function."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *weights.parameters())):
         from moebench.impls.block_sparse.layer import block_sparse_moe  # imports triton
 
-        return block_sparse_moe(x, weights, out=out, config=config)
-    return moe_op(x, weights, out=out, config=config)
+        return block_sparse_moe(x, weights, out=out, config=config, routing=routing)
+    return moe_op(x, weights, out=out, config=config, routing=routing)

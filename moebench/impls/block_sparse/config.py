@@ -19,6 +19,10 @@ from moebench.tuning import check_explicit_config, register_tunable, resolve_con
 IMPL = "block_sparse"
 FORWARD_KERNELS = ("topology", "sdd", "dsd")
 BACKWARD_KERNELS = frozenset({"sdd_bwd", "dsd_bwd", "wgrad"})
+# the spec options (moebench.spec.FEATURES) the kernels honour: the registration and the custom op refuse the
+# others with FEATURES_NOTE; add an option here when its kernels are in
+FEATURES: frozenset[str] = frozenset()
+FEATURES_NOTE = "not yet in the kernels"
 
 # registered once, when this module is first imported (the registration and the layer import it)
 for _kernel in KERNELS:

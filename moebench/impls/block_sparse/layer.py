@@ -20,16 +20,21 @@ from moebench.impls.block_sparse.autograd import BlockSparseExperts
 from moebench.impls.block_sparse.config import resolve_configs
 from moebench.impls.block_sparse.topology import build_topology
 from moebench.impls.common.combine import combine
-from moebench.routing import route
+from moebench.routing import Routing, route_unless_given
 from moebench.weights import MoEWeights
 
 
 def block_sparse_moe(
-    x: torch.Tensor, weights: MoEWeights, *, out: torch.Tensor | None = None, config: dict | None = None
+    x: torch.Tensor,
+    weights: MoEWeights,
+    *,
+    out: torch.Tensor | None = None,
+    config: dict | None = None,
+    routing: Routing | None = None,
 ) -> torch.Tensor:
     spec = weights.spec
     x = x.contiguous()
-    topk_weights, topk_ids = route(x, weights.router, spec)  # [T, k] fp32, [T, k] int64
+    topk_weights, topk_ids = route_unless_given(x, weights, routing)  # [T, k] fp32, [T, k] int64
     topk_weights = topk_weights.contiguous()
     training = torch.is_grad_enabled() and any(t.requires_grad for t in (x, topk_weights, weights.w1, weights.w2))
     configs = resolve_configs(spec, x.shape[0], x.device, config, backward=training)

@@ -1,9 +1,9 @@
-"""block_sparse inference as torch.library custom ops (moebench.impls.common.layer_ops), so torch.compile and
-torch.export see one opaque op:
+"""block_sparse inference as torch.library custom ops (moebench.impls.common.layer_ops, which gives the
+schema), so torch.compile and torch.export see one opaque op:
 
-moebench::block_sparse_moe(x, router, w1, w2, top_k, activation, scoring, renormalize, config)
+moebench::block_sparse_moe(x, router, w1, w2, <optional weights>, topk_weights?, topk_ids?, spec, config)
     -> Tensor [T, H]
-moebench::block_sparse_moe_out(x, router, w1, w2, out, top_k, ..., config) -> ()
+moebench::block_sparse_moe_out(x, router, w1, w2, out, ...) -> ()
 
 Training does not go through these ops: its backward needs the blocks the forward saves, which
 the autograd.Function (moebench.impls.block_sparse.autograd) keeps and an opaque op could not hand over.
@@ -14,10 +14,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from moebench.impls.block_sparse.config import IMPL  # importing it registers the tunables
-from moebench.impls.common.layer_ops import call_layer_op, decode_config, define_layer_ops, spec_from_shapes
+from moebench.impls.block_sparse.config import FEATURES, FEATURES_NOTE, IMPL  # importing it registers the tunables
+from moebench.impls.common.layer_ops import call_layer_op, define_layer_ops
 from moebench.impls.common.layer_ops import encode_config as _encode
-from moebench.validate import check_inputs
+from moebench.routing import Routing
 from moebench.weights import MoEWeights
 
 NAME = "block_sparse_moe"
@@ -27,19 +27,25 @@ def encode_config(config: dict | None) -> str:
     return _encode(config, IMPL)
 
 
-def _run(x, router, w1, w2, out, top_k, activation, scoring, renormalize, config) -> Tensor:
+def _run(x: Tensor, weights: MoEWeights, out: Tensor | None, routing: Routing | None, config: dict | None) -> Tensor:
     from moebench.impls.block_sparse.layer import block_sparse_moe  # imports triton
 
-    spec = spec_from_shapes(x, w1, w2, top_k, activation, scoring, renormalize)
-    weights = MoEWeights(spec, router, w1, w2)
-    check_inputs(x, weights, out, finite=False)
     with torch.no_grad():
-        return block_sparse_moe(x, weights, out=out, config=decode_config(config))
+        return block_sparse_moe(x, weights, out=out, config=config, routing=routing)
 
 
-block_sparse_moe_op, block_sparse_moe_out_op = define_layer_ops(NAME, _run)
+block_sparse_moe_op, block_sparse_moe_out_op = define_layer_ops(
+    NAME, _run, features=FEATURES, features_note=FEATURES_NOTE
+)
 
 
-def moe_op(x: Tensor, weights: MoEWeights, *, out: Tensor | None = None, config: dict | None = None) -> Tensor:
+def moe_op(
+    x: Tensor,
+    weights: MoEWeights,
+    *,
+    out: Tensor | None = None,
+    config: dict | None = None,
+    routing: Routing | None = None,
+) -> Tensor:
     """Inference through the custom op (the registry's entry point when no gradient is needed)."""
-    return call_layer_op(NAME, x, weights, out, encode_config(config))
+    return call_layer_op(NAME, x, weights, out, encode_config(config), routing)

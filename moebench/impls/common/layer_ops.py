@@ -1,14 +1,25 @@
 """One MoE layer as a pair of torch.library custom ops, so torch.compile and torch.export see one op.
 
-define_layer_ops("name", run) registers
-    moebench::name(x, router, w1, w2, top_k, activation, scoring, renormalize, config) -> Tensor [T, H]
+define_layer_ops("name", run, features=..., features_note=...) registers
+
+    moebench::name(Tensor x, Tensor router, Tensor w1, Tensor w2,
+                   Tensor? router_bias, Tensor? selection_bias, Tensor? b1, Tensor? b2,
+                   Tensor? shared_w1, Tensor? shared_w2, Tensor? shared_gate,
+                   Tensor? topk_weights, Tensor? topk_ids, str spec, str config) -> Tensor
         (functional; fake impl: an empty [T, H] like x)
-    moebench::name_out(x, router, w1, w2, out, top_k, activation, scoring, renormalize, config) -> ()
+    moebench::name_out(Tensor x, Tensor router, Tensor w1, Tensor w2, Tensor(a!) out, <the same rest>) -> ()
         (writes `out`, declared as mutated)
-with run(x, router, w1, w2, out | None, top_k, activation, scoring, renormalize, config) doing the
-work. E, H and I come from the weight shapes (spec_from_shapes), the dtype from x; `config` is the
-implementation's {kernel: {param: value}} dict as a JSON string ("" for none), because custom ops
-take only plain types. Used by triton_grouped (moebench.impls.triton_grouped.op) and block_sparse inference
+
+`spec` is MoESpec.to_json() (every option of the layer; E, H, I and the dtype too, checked against the
+tensors), the optional tensors are the MoEWeights fields of the same names (None when the spec has no such
+option), topk_weights / topk_ids a precomputed Routing (both None: the op routes), `config` the
+implementation's {kernel: {param: value}} dict as JSON ("" for none): custom ops take only plain types.
+
+The op rebuilds MoEWeights and the Routing, checks them (moebench.validate, no host sync), refuses the spec
+options the implementation does not list in `features` (the same message as the registry), and calls
+    run(x, weights: MoEWeights, out: Tensor | None, routing: Routing | None, config: dict | None) -> Tensor
+so an implementation reads weights.b1, weights.shared_w1, ... and never this schema. `layer_op_args` builds
+the argument tuple. Used by triton_grouped (moebench.impls.triton_grouped.op) and block_sparse inference
 (moebench.impls.block_sparse.op).
 """
 
@@ -21,18 +32,18 @@ import torch
 from torch import Tensor
 
 from moebench.errors import MoEInputError
-from moebench.spec import MoESpec, RouterSpec
+from moebench.routing import Routing
+from moebench.spec import refused_features, spec_from_dict
 from moebench.tuning import check_explicit_config
-from moebench.weights import MoEWeights
+from moebench.validate import check_inputs
+from moebench.weights import TENSOR_NAMES, MoEWeights
 
+OPTIONAL = TENSOR_NAMES[3:]  # router_bias, selection_bias, b1, b2, shared_w1, shared_w2, shared_gate
+_REST = ", ".join(f"Tensor? {name}" for name in (*OPTIONAL, "topk_weights", "topk_ids")) + ", str spec, str config"
+SCHEMA = f"(Tensor x, Tensor router, Tensor w1, Tensor w2, {_REST}) -> Tensor"
+OUT_SCHEMA = f"(Tensor x, Tensor router, Tensor w1, Tensor w2, Tensor(a!) out, {_REST}) -> ()"
 
-def spec_from_shapes(
-    x: Tensor, w1: Tensor, w2: Tensor, top_k: int, activation: str, scoring: str, renormalize: bool
-) -> MoESpec:
-    if w1.dim() != 3 or w2.dim() != 3:
-        raise MoEInputError(f"w1, w2: expected 3-D [E, G*I, H] and [E, H, I], got {list(w1.shape)}, {list(w2.shape)}")
-    num_experts, _, hidden = w1.shape
-    return MoESpec(num_experts, top_k, hidden, w2.shape[2], activation, x.dtype, RouterSpec(scoring, renormalize))
+Run = Callable[[Tensor, MoEWeights, "Tensor | None", "Routing | None", "dict | None"], Tensor]
 
 
 def encode_config(config: dict | None, impl: str) -> str:
@@ -50,54 +61,51 @@ def decode_config(text: str) -> dict | None:
     return json.loads(text) if text else None
 
 
-def define_layer_ops(name: str, run: Callable[..., Tensor]) -> tuple:
+def layer_op_args(
+    x: Tensor, weights: MoEWeights, config_text: str = "", routing: Routing | None = None, out: Tensor | None = None
+) -> tuple:
+    """The arguments of moebench::<name> for these inputs (of <name>_out when `out` is given)."""
+    head = (x, weights.router, weights.w1, weights.w2) + (() if out is None else (out,))
+    topk = (None, None) if routing is None else (routing.weights, routing.ids)
+    return (*head, *(getattr(weights, n) for n in OPTIONAL), *topk, weights.spec.to_json(), config_text)
+
+
+def define_layer_ops(name: str, run: Run, *, features: frozenset[str], features_note: str) -> tuple:
     """Register moebench::<name> and moebench::<name>_out around `run`; returns both ops."""
 
-    @torch.library.custom_op(f"moebench::{name}", mutates_args=())
-    def functional(
-        x: Tensor,
-        router: Tensor,
-        w1: Tensor,
-        w2: Tensor,
-        top_k: int,
-        activation: str,
-        scoring: str,
-        renormalize: bool,
-        config: str,
-    ) -> Tensor:
-        return run(x, router, w1, w2, None, top_k, activation, scoring, renormalize, config)
+    def unpack(args: tuple, with_out: bool) -> tuple:
+        x, router, w1, w2, *rest = args
+        out = rest.pop(0) if with_out else None
+        *optional, topk_weights, topk_ids, spec_text, config = rest
+        spec = spec_from_dict(spec_text)
+        weights = MoEWeights(spec, router, w1, w2, **dict(zip(OPTIONAL, optional)))
+        if (topk_weights is None) != (topk_ids is None):
+            raise MoEInputError("routing: expected topk_weights and topk_ids both given or both None")
+        routing = None if topk_ids is None else Routing(topk_weights, topk_ids)
+        check_inputs(x, weights, out, routing=routing, finite=False)
+        reason = refused_features(spec, features, name, features_note, routing_given=routing is not None)
+        if reason:
+            raise MoEInputError(reason)
+        return x, weights, out, routing, decode_config(config)
 
-    @functional.register_fake
-    def _functional_fake(x, router, w1, w2, top_k, activation, scoring, renormalize, config) -> Tensor:
-        return x.new_empty(x.shape)
+    def functional(*args) -> Tensor:
+        return run(*unpack(args, with_out=False))
 
-    @torch.library.custom_op(f"moebench::{name}_out", mutates_args=("out",))
-    def with_out(
-        x: Tensor,
-        router: Tensor,
-        w1: Tensor,
-        w2: Tensor,
-        out: Tensor,
-        top_k: int,
-        activation: str,
-        scoring: str,
-        renormalize: bool,
-        config: str,
-    ) -> None:
-        run(x, router, w1, w2, out, top_k, activation, scoring, renormalize, config)
+    def with_out(*args) -> None:
+        run(*unpack(args, with_out=True))
 
-    @with_out.register_fake
-    def _with_out_fake(x, router, w1, w2, out, top_k, activation, scoring, renormalize, config) -> None:
-        return None
-
-    return functional, with_out
+    functional_op = torch.library.custom_op(f"moebench::{name}", functional, mutates_args=(), schema=SCHEMA)
+    functional_op.register_fake(lambda x, *rest: x.new_empty(x.shape))
+    out_op = torch.library.custom_op(f"moebench::{name}_out", with_out, mutates_args=("out",), schema=OUT_SCHEMA)
+    out_op.register_fake(lambda *args: None)
+    return functional_op, out_op
 
 
-def call_layer_op(name: str, x: Tensor, weights: MoEWeights, out: Tensor | None, config_text: str) -> Tensor:
+def call_layer_op(
+    name: str, x: Tensor, weights: MoEWeights, out: Tensor | None, config_text: str, routing: Routing | None = None
+) -> Tensor:
     """Call moebench::<name> (or its _out variant when out is given) for `weights`."""
-    spec = weights.spec
-    args = (spec.top_k, spec.activation, spec.router.scoring, spec.router.renormalize, config_text)
     if out is None:
-        return getattr(torch.ops.moebench, name)(x, weights.router, weights.w1, weights.w2, *args)
-    getattr(torch.ops.moebench, f"{name}_out")(x, weights.router, weights.w1, weights.w2, out, *args)
+        return getattr(torch.ops.moebench, name)(*layer_op_args(x, weights, config_text, routing))
+    getattr(torch.ops.moebench, f"{name}_out")(*layer_op_args(x, weights, config_text, routing, out))
     return out

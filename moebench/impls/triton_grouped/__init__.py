@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from moebench.impls.triton_grouped.config import IMPL  # importing it registers the tunables
+from moebench.impls.triton_grouped.config import FEATURES, FEATURES_NOTE, IMPL  # importing it registers the tunables
 from moebench.impls.triton_grouped.op import moe_op
 from moebench.registry import register
 from moebench.weights import MoEWeights
@@ -29,6 +29,8 @@ from moebench.weights import MoEWeights
     backward=False,
     exportable=False,
     graph_safe=True,
+    features=FEATURES,
+    features_note=FEATURES_NOTE,
 )
-def triton_grouped(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None) -> torch.Tensor:
-    return moe_op(x, weights, out=out, config=config)
+def triton_grouped(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None, routing=None) -> torch.Tensor:
+    return moe_op(x, weights, out=out, config=config, routing=routing)

@@ -19,6 +19,10 @@ from moebench.spec import MoESpec
 from moebench.tuning import check_explicit_config, register_tunable, resolve_config
 
 IMPL = "triton_grouped"
+# the spec options (moebench.spec.FEATURES) the kernels honour: the registration and the custom op refuse the
+# others with FEATURES_NOTE; add an option here when its kernels are in
+FEATURES: frozenset[str] = frozenset()
+FEATURES_NOTE = "not yet in the kernels"
 
 
 def _runs_on(path: str):

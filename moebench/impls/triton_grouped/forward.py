@@ -11,25 +11,24 @@ import torch
 
 from moebench.impls.triton_grouped.config import resolve_launch_configs
 from moebench.impls.triton_grouped.ffn import run_ffn
-from moebench.routing import route
-from moebench.spec import MoESpec
+from moebench.routing import Routing, route_unless_given
+from moebench.weights import MoEWeights
 
 
 def moe_forward(
     x: torch.Tensor,  # [T, H] compute dtype, any strides
-    router: torch.Tensor,  # [E, H]
-    w1: torch.Tensor,  # [E, G*I, H]
-    w2: torch.Tensor,  # [E, H, I]
-    spec: MoESpec,
+    weights: MoEWeights,  # router [E, H], w1 [E, G*I, H], w2 [E, H, I]
     out: torch.Tensor | None = None,  # [T, H], unit column stride
     config: dict | None = None,
+    routing: Routing | None = None,  # precomputed (weights [T, k] fp32, ids [T, k] int64); None: route here
 ) -> torch.Tensor:
     """The MoE layer; writes `out` (allocated when None) and returns it. T=0 launches nothing."""
-    num_tokens = x.shape[0]
+    spec, num_tokens = weights.spec, x.shape[0]
     if out is None:
         out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     configs = resolve_launch_configs(spec, num_tokens, x.device, config)
     if num_tokens == 0:
         return out
-    topk_weights, topk_ids = route(x, router, spec)  # [T, k] fp32, [T, k] int64
+    topk_weights, topk_ids = route_unless_given(x, weights, routing)  # [T, k] fp32, [T, k] int64
+    w1, w2 = weights.w1, weights.w2
     return run_ffn(configs.path, x, w1, w2, topk_weights, topk_ids, spec, out, configs.first, configs.second)

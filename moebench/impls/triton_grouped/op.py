@@ -1,9 +1,9 @@
-"""triton_grouped as torch.library custom ops (moebench.impls.common.layer_ops), so torch.compile and
-torch.export see one opaque op:
+"""triton_grouped as torch.library custom ops (moebench.impls.common.layer_ops, which gives the schema), so
+torch.compile and torch.export see one opaque op:
 
-moebench::triton_grouped_moe(x, router, w1, w2, top_k, activation, scoring, renormalize, config)
+moebench::triton_grouped_moe(x, router, w1, w2, <optional weights>, topk_weights?, topk_ids?, spec, config)
     -> Tensor [T, H]
-moebench::triton_grouped_moe_out(x, router, w1, w2, out, top_k, ..., config) -> ()
+moebench::triton_grouped_moe_out(x, router, w1, w2, out, ...) -> ()
 
 Defining the ops needs torch alone; triton is imported when an op first runs.
 """
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from moebench.impls.common.layer_ops import call_layer_op, decode_config, define_layer_ops, spec_from_shapes
+from moebench.impls.common.layer_ops import call_layer_op, define_layer_ops
 from moebench.impls.common.layer_ops import encode_config as _encode
-from moebench.impls.triton_grouped.config import IMPL
-from moebench.validate import check_inputs
+from moebench.impls.triton_grouped.config import FEATURES, FEATURES_NOTE, IMPL
+from moebench.routing import Routing
 from moebench.weights import MoEWeights
 
 NAME = "triton_grouped_moe"
@@ -25,17 +25,24 @@ def encode_config(config: dict | None) -> str:
     return _encode(config, IMPL)
 
 
-def _run(x, router, w1, w2, out, top_k, activation, scoring, renormalize, config) -> Tensor:
+def _run(x: Tensor, weights: MoEWeights, out: Tensor | None, routing: Routing | None, config: dict | None) -> Tensor:
     from moebench.impls.triton_grouped.forward import moe_forward  # imports triton
 
-    spec = spec_from_shapes(x, w1, w2, top_k, activation, scoring, renormalize)
-    check_inputs(x, MoEWeights(spec, router, w1, w2), out, finite=False)
-    return moe_forward(x, router, w1, w2, spec, out, decode_config(config))
+    return moe_forward(x, weights, out, config, routing)
 
 
-triton_grouped_moe, triton_grouped_moe_out = define_layer_ops(NAME, _run)
+triton_grouped_moe, triton_grouped_moe_out = define_layer_ops(
+    NAME, _run, features=FEATURES, features_note=FEATURES_NOTE
+)
 
 
-def moe_op(x: Tensor, weights: MoEWeights, *, out: Tensor | None = None, config: dict | None = None) -> Tensor:
+def moe_op(
+    x: Tensor,
+    weights: MoEWeights,
+    *,
+    out: Tensor | None = None,
+    config: dict | None = None,
+    routing: Routing | None = None,
+) -> Tensor:
     """Call the custom op for `weights` (the registry's entry point): out variant when out is given."""
-    return call_layer_op(NAME, x, weights, out, encode_config(config))
+    return call_layer_op(NAME, x, weights, out, encode_config(config), routing)

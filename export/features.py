@@ -1,0 +1,16 @@
+"""Which spec options (moebench.spec.FEATURES) each ONNX lowering expresses; pure Python (no onnx import), so
+the deployed implementations' registrations read it too. Options not listed are refused, never exported wrong.
+"""
+
+from __future__ import annotations
+
+from moebench.spec import MoESpec
+
+EXPORTED_FEATURES: dict[str, frozenset[str]] = {"portable": frozenset(), "ort-fused": frozenset()}
+NOT_EXPORTED_NOTE = "not yet in the ONNX export"
+
+
+def unexported_features(spec: MoESpec, flavor: str) -> str | None:
+    """Why the `flavor` lowering cannot export `spec` (options it does not express yet), or None."""
+    missing = sorted(spec.features() - EXPORTED_FEATURES[flavor])
+    return f"{', '.join(missing)}: {NOT_EXPORTED_NOTE}" if missing else None
