@@ -18,19 +18,20 @@ The op's contract (onnxruntime 1.32 schema, checked against its CPU kernel by ru
   activation_type "gelu" is the tanh approximation (measured: matches tanh-GELU to 2e-7, exact
        GELU only to 2e-4), so specs with exact GELU are refused rather than silently changed.
 
-Routing, two ways (`op_routes` says which):
-  the op routes: router_probs = the logits (router bias added) for softmax scoring and for softmax over the
-       k chosen logits (gpt-oss: softmax, top-k, renormalise is exactly that); log(sigmoid(logits)) for
-       sigmoid + renormalise (softmax of log-sigmoids is sigmoid(l_i) / sum_all sigmoid(l_j): same order, and
-       after renormalising exactly the renormalised sigmoid weights); scaling multiplies the op's output.
-       In fp16/bf16 the op routes on logits rounded to its type T: a near tie can pick another expert
-       than the fp32 router would (rare).
-  routed before the op (selection bias, group-limited top-k, sigmoid without renormalisation, weight on
-       the input): export/routing_graph.py computes the routing in fp32 ordinary nodes; router_probs =
-       log(w) at the chosen experts, -30000 elsewhere, normalize_routing_weights=1, so the op picks exactly
-       those experts with weights w / sum(w), and its output is multiplied by sum(w) (linear: biases
-       included). Weight on the input (Llama-4) is exact for k = 1 only: x is scaled by the token's one
-       weight before the op, whose weight is then 1; k > 1 is refused.
+Routing: the op could run its own softmax and top-k on its router input, but in its type T (fp16/bf16
+logits rounded) and breaking exact ties otherwise than ONNX TopK and torch.topk (measured on the 1.32 CPU
+kernel, k=1: of equal router inputs it takes the highest index). So the experts are always chosen before the op, by
+export/routing_graph.py (every RouterSpec option, fp32, ONNX TopK: lower index first, as the portable
+graph), and the op is handed
+    router_probs = log(w / max_k w) at the k chosen experts (floored at log(MIN_WEIGHT)), NOT_CHOSEN_LOGIT
+                   (-30000) at the others,   normalize_routing_weights = 1,
+so its top-k has exactly k candidates above -30000 and must take them whatever its tie-breaking, and its
+softmax over them gives w_i / sum_k w. Where the spec's weights do not sum to 1 (no renormalisation, or
+scaling) the op's output is multiplied by sum_k w per token (the output is linear in the weights, the down
+bias included), or by the constant scaling when they sum to it. The log-ratios are in [-69, 0]: rounding
+them to fp16/bf16 costs a relative weight error of about |log(w / max w)| * unit roundoff. Weight on the
+input (Llama-4) is exact for k = 1 only: x is scaled by the token's one weight before the op, whose weight
+is then 1; k > 1 is refused.
 The shared experts are export/ffn_graph.py's dense nodes, added to the op's output.
 """
 
@@ -62,7 +63,6 @@ from moebench.export.routing_graph import (
     chosen_mask,
     dense_routing,
     node_adder,
-    router_logits,
     routing_initializers,
 )
 from moebench.spec import MoESpec
@@ -73,7 +73,7 @@ MS_DOMAIN = "com.microsoft"
 LAYOUT_CANONICAL = "fc1[E,G*I,H] fc2[E,H,I]"  # onnxruntime >= 1.2x schema (1.32 here)
 LAYOUT_TRANSPOSED = "fc1[E,H,G*I] fc2[E,I,H]"  # older releases' documented layout
 NOT_CHOSEN_LOGIT = -30000.0  # router_probs of the experts not chosen: finite in fp16, exp() is 0 in fp32
-MIN_WEIGHT = 1e-30  # a chosen weight that underflowed to 0 stays above NOT_CHOSEN_LOGIT after log()
+MIN_WEIGHT = 1e-30  # floor of the weight ratios (and of their max): log() of a chosen expert stays >= -69
 
 
 def unsupported_reason(spec: MoESpec) -> str | None:
@@ -95,14 +95,6 @@ def check_supported(spec: MoESpec) -> None:
     reason = unsupported_reason(spec)
     if reason:
         raise MoEInputError(f"{reason} (spec: {spec.describe()})")
-
-
-def op_routes(spec: MoESpec) -> bool:
-    """Whether the op's own routing (softmax over its router input, top-k, renormalise or not) is the spec's."""
-    r = spec.router
-    if r.selection_bias or r.group_limited or r.weight_on == "input":
-        return False
-    return r.scoring == "softmax" or r.softmax_after_topk or r.renormalize
 
 
 def fused_weight_layout() -> str:
@@ -147,26 +139,18 @@ def fused_weights(weights: MoEWeights, layout: str | None = None) -> dict[str, t
     return out
 
 
-def _op_router_input(spec: MoESpec, node: NodeFn) -> str:
-    """fp32 [T, E] router_probs for the op's own routing (op_routes): logits, or log(sigmoid(logits))."""
-    logits = router_logits(spec, node)
-    if spec.router.scoring == "softmax" or spec.router.softmax_after_topk:
-        return logits
-    # log(sigmoid(l)) = -softplus(-l): stable for large |l|
-    node("Neg", [logits], ["neg_logits"])
-    node("Softplus", ["neg_logits"], ["softplus_neg"])
-    return node("Neg", ["softplus_neg"], ["log_sigmoid"])[0]
-
-
-def _given_router_input(spec: MoESpec, node: NodeFn) -> tuple[str, str]:
-    """The routing computed before the op: (fp32 [T, E] router_probs = log(w) at the chosen experts and
-    NOT_CHOSEN_LOGIT elsewhere, fp32 [T, 1] sum of each token's k weights)."""
+def _router_input(spec: MoESpec, node: NodeFn) -> tuple[str, str]:
+    """The routing computed before the op: (fp32 [T, E] router_probs = log(w / max_k w) at the chosen
+    experts and NOT_CHOSEN_LOGIT elsewhere, fp32 [T, 1] sum of each token's k weights)."""
     combine = dense_routing(spec, node)
-    chosen = chosen_mask(node)
+    chosen = chosen_mask(node)  # from the ids: a chosen expert whose weight underflowed still counts
     node("Greater", [chosen, "zero_f32"], ["chosen_bool"])
-    node("Max", [combine, "min_weight"], ["combine_floor"])
-    node("Log", ["combine_floor"], ["log_weights"])
-    probs = node("Where", ["chosen_bool", "log_weights", "not_chosen_logit"], ["given_router_probs"])[0]
+    node("ReduceMax", [combine, "axis_last"], ["weight_max"], keepdims=1)
+    node("Max", ["weight_max", "min_weight"], ["weight_max_floor"])  # all k weights 0: ratios 0, not NaN
+    node("Div", [combine, "weight_max_floor"], ["weight_ratio"])
+    node("Max", ["weight_ratio", "min_weight"], ["weight_ratio_floor"])
+    node("Log", ["weight_ratio_floor"], ["log_ratio"])
+    probs = node("Where", ["chosen_bool", "log_ratio", "not_chosen_logit"], ["router_probs_f32"])[0]
     total = node("ReduceSum", [combine, "axis_last"], ["weight_sum"], keepdims=1)[0]
     return probs, total
 
@@ -197,22 +181,17 @@ def build_ort_fused(weights: MoEWeights, *, impl: str = "naive_loop", opset: int
     def in_dtype(name: str) -> str:
         return name if dt == torch.float32 else node("Cast", [name], [f"{name}_d"], to=d)[0]
 
+    probs, total = _router_input(spec, node)
     x_in, scale = INPUT_NAME, None
-    if op_routes(spec):
-        probs = _op_router_input(spec, node)
-        routing = "the op's own: softmax over " + ("logits" if probs != "log_sigmoid" else "log-sigmoid logits")
-    else:
-        probs, total = _given_router_input(spec, node)
-        routing = "fp32 nodes before the op (log weights at the chosen experts)"
-        if spec.router.weight_on == "input":  # top_k = 1 (check_supported): scale x, the op's weight is 1
-            x_in = node("Mul", [INPUT_NAME, in_dtype(total)], ["x_weighted"])[0]
-        elif not _routed_scale_constant(spec):
-            scale = in_dtype(total)
-    if scale is None and spec.router.scaling != 1.0 and spec.router.weight_on == "output":
+    if spec.router.weight_on == "input":  # top_k = 1 (check_supported): scale x, the op's weight is then 1
+        x_in = node("Mul", [INPUT_NAME, in_dtype(total)], ["x_weighted"])[0]
+    elif not _routed_scale_constant(spec):
+        scale = in_dtype(total)
+    elif spec.router.scaling != 1.0:
         scale = "routed_scaling_d"
     attrs = {
         "k": spec.top_k,
-        "normalize_routing_weights": int(not op_routes(spec) or _routed_scale_constant(spec)),
+        "normalize_routing_weights": 1,  # softmax over the k chosen log-ratios: w_i / sum_k w
         "use_sparse_mixer": 0,
         "activation_type": spec.activation,  # swiglu | relu (gelu refused above)
     }
@@ -248,7 +227,7 @@ def build_ort_fused(weights: MoEWeights, *, impl: str = "naive_loop", opset: int
             "weights_layout": f"router_t [H,E] fp32; {layout}; swiglu rows interleaved (swiglu_fusion=1)"
             + ("; fc1_bias, fc2_bias" if spec.expert.bias else "")
             + ("; shared experts dense (shared_w1_cat, shared_w2_cat)" if spec.shared.count else ""),
-            "routing": routing,
+            "routing": "fp32 nodes before the op (export/routing_graph.py); log(w / max w) at the chosen experts",
         },
     )
     return make_model(graph, opset=opset, metadata=meta, extra_domains={MS_DOMAIN: 1})

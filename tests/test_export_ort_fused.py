@@ -14,7 +14,6 @@ from moebench.export.ort_fused import (  # noqa: E402
     build_ort_fused,
     fused_weight_layout,
     fused_weights,
-    op_routes,
     unsupported_reason,
 )
 from moebench.export.ort_runner import OrtMoE  # noqa: E402
@@ -49,13 +48,16 @@ def test_fused_attributes_give_plain_swiglu():
     assert attrs["activation_alpha"].f == 1.0 and attrs["activation_beta"].f == 0.0
     assert "swiglu_limit" not in attrs  # no clamp
     assert attrs["k"].i == 2 and attrs["normalize_routing_weights"].i == 1
-    assert list(moe.input) == ["x", "logits", "fc1", "", "fc2"]  # fp32: logits go in uncast
+    assert list(moe.input) == ["x", "router_probs_f32", "fc1", "", "fc2"]  # fp32: the router input goes in uncast
 
 
-def test_renormalize_maps_to_normalize_routing_weights():
+def test_unnormalised_weights_are_restored_after_the_op():
+    """The op always normalises its k weights; without renormalisation its output is scaled back by sum_k w."""
     model = build_ort_fused(random_weights(get_preset("tiny-odd", "fp32")))  # softmax, no renorm
     moe = next(n for n in model.graph.node if n.op_type == "MoE")
-    assert next(a.i for a in moe.attribute if a.name == "normalize_routing_weights") == 0
+    assert next(a.i for a in moe.attribute if a.name == "normalize_routing_weights") == 1
+    last = model.graph.node[-1]
+    assert last.op_type == "Mul" and list(last.input) == [moe.output[0], "weight_sum"]
 
 
 def test_swiglu_rows_are_interleaved_from_canonical_gate_up():
@@ -69,8 +71,7 @@ def test_swiglu_rows_are_interleaved_from_canonical_gate_up():
 
 
 def test_gpt_oss_experts_map_onto_the_ops_attributes_and_biases():
-    """tiny-oss: the op's own routing on the biased logits (softmax, top-k, renormalise = softmax over the k
-    chosen logits), clamped SwiGLU as activation_alpha / activation_beta / swiglu_limit, biases interleaved."""
+    """tiny-oss: clamped SwiGLU as activation_alpha / activation_beta / swiglu_limit, biases interleaved."""
     weights = random_weights(get_preset("tiny-oss", "fp32"), seed=3)
     spec, i = weights.spec, weights.spec.intermediate
     model = build_ort_fused(weights)
@@ -80,28 +81,27 @@ def test_gpt_oss_experts_map_onto_the_ops_attributes_and_biases():
     assert attrs["activation_beta"].f == spec.expert.swiglu_up_offset == 1.0
     assert attrs["swiglu_limit"].f == spec.expert.swiglu_limit
     assert attrs["normalize_routing_weights"].i == 1
-    assert list(moe.input) == ["x", "biased_logits", "fc1", "fc1_bias", "fc2", "fc2_bias"]
+    assert list(moe.input) == ["x", "router_probs_f32", "fc1", "fc1_bias", "fc2", "fc2_bias"]
     fused = fused_weights(weights, LAYOUT_CANONICAL)
     assert torch.equal(fused["fc1_bias"][:, 0::2], weights.b1[:, :i])
     assert torch.equal(fused["fc1_bias"][:, 1::2], weights.b1[:, i:])
     assert torch.equal(fused["fc2_bias"], weights.b2)
 
 
-@pytest.mark.parametrize(
-    "preset,routed_by_op", [("tiny", True), ("tiny-many", True), ("tiny-oss", True), ("tiny-groups", False)]
-)
-def test_routing_the_op_cannot_do_is_computed_before_it(preset, routed_by_op):
-    """Selection bias and groups are routed in ordinary nodes (TopK before the op); the op routes the rest."""
-    spec = get_preset(preset, "fp32")
+@pytest.mark.parametrize("preset", ["tiny", "tiny-many", "tiny-oss", "tiny-groups", "tiny-shared"])
+def test_experts_are_chosen_before_the_op(preset):
+    """The routing runs in fp32 nodes (TopK) and reaches the op, cast to its type, as its router input;
+    shared experts are dense nodes added after it."""
+    spec = get_preset(preset, "fp16")
     model = build_ort_fused(random_weights(spec))
     ops = [n.op_type for n in model.graph.node]
-    assert op_routes(spec) is routed_by_op
-    assert ("TopK" in ops) is (not routed_by_op)
-    if spec.shared.count:  # shared experts as dense nodes after the op
-        assert ops.count("MatMul") > 1 and ops[-1] == "Add"
+    moe = next(n for n in model.graph.node if n.op_type == "MoE")
+    assert ops.index("TopK") < ops.index("MoE")
+    assert moe.input[1] == "router_probs_f32_d"  # cast to fp16
+    assert (ops[-1] == "Add") is bool(spec.shared.count)
 
 
-VARIANTS = {  # router options not in a preset, each exported through the routing computed before the op
+VARIANTS = {  # router options not in a preset: weights that do not sum to 1 (scaled back after the op), bias
     "sigmoid, no renormalisation": dict(router=RouterSpec("sigmoid", renormalize=False)),
     "sigmoid, no renorm, scaled": dict(router=RouterSpec("sigmoid", renormalize=False, scaling=1.7)),
     "softmax, scaled": dict(router=RouterSpec("softmax", renormalize=True, scaling=2.5)),
@@ -130,12 +130,6 @@ def test_input_weighting_with_k_above_1_is_refused():
 def test_exact_gelu_is_refused():
     with pytest.raises(MoEInputError, match="tanh approximation"):
         build_ort_fused(random_weights(get_preset("tiny-gelu", "fp32")))
-
-
-def test_sigmoid_renorm_uses_log_sigmoid_router_input():
-    model = build_ort_fused(random_weights(get_preset("tiny-many", "fp16")))
-    ops = [n.op_type for n in model.graph.node]
-    assert ops.index("Softplus") < ops.index("MoE")
 
 
 def test_fused_graph_is_flagged_for_tensorrt():
