@@ -7,6 +7,7 @@ in bf16 most modules compute their router logits in bf16 (F.linear in the module
 GLM-4.5 upcast to fp32 first), while the spec, and every implementation, computes them in fp32. So in bf16
 the module is compared with the reference on ITS OWN choice of experts, and its choice must equal the
 spec's except on tokens whose choice is a near tie at bf16 resolution (a few of 333).
+fp16: the exported layers (ONNX Runtime's CPU provider has no bf16 MatMul) within the tolerance table.
 Triton implementations run in the interpreter on CPU tensors at T <= 7 (it is slow), compiled on a GPU at
 every T.
 """
@@ -42,13 +43,16 @@ def _converted(family: str, dtype: torch.dtype):
         return block, weights_from_hf(block)
 
 
-def implementations(spec, device: str) -> list:
-    """Every registered implementation that accepts `spec` and runs on `device` (documented token dropping
-    aside: it is not the module's layer)."""
+def implementations(spec, device: str, kind: str | None = None) -> list:
+    """Every registered implementation (of `kind`, when given) that accepts `spec` and runs on `device`
+    (documented token dropping aside: it is not the module's layer)."""
     return [
         info
         for info in registry.all_impls()
-        if not info.drops_tokens and info.spec_unsupported(spec) is None and info.available(device)[0]
+        if not info.drops_tokens
+        and kind in (None, info.kind)
+        and info.spec_unsupported(spec) is None
+        and info.available(device)[0]
     ]
 
 
@@ -56,11 +60,11 @@ def _tokens_for(info, device: str) -> tuple[int, ...]:
     return INTERPRETER_TOKENS if "triton" in info.requires and device == "cpu" else TOKENS
 
 
-def _check_implementations(weights, dtype, device: str, limit: float | None) -> list[str]:
-    """Every implementation against the fp64 reference at every T; the failures, described."""
+def _check_implementations(weights, dtype, device: str, limit: float | None, kind: str | None = None) -> list[str]:
+    """Every implementation (of `kind`) against the fp64 reference at every T; the failures, described."""
     failures = []
     on_device = weights.to(device)
-    for info in implementations(weights.spec, device):
+    for info in implementations(weights.spec, device, kind):
         for t in _tokens_for(info, device):
             x = _inputs(weights.spec.hidden, t, dtype)
             ref = reference_moe(x, weights)
@@ -101,6 +105,18 @@ def test_bf16_module_reference_and_implementations_agree(family, device):
         flips = int((ours != hf_ids.sort(dim=-1).values).any(dim=-1).sum())
         assert flips <= MAX_BF16_ROUTING_FLIPS * t, f"{family} T={t}: {flips} tokens routed differently"
     failures = _check_implementations(weights, torch.bfloat16, device, None)
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("family", [f.name for f in FAMILIES])
+def test_fp16_exported_layers_agree(family, device):
+    """fp16, the 16-bit type ONNX Runtime's CPU provider runs (bf16 has no CPU MatMul): each family's layer
+    exported in both flavours (every deployed implementation on this device) within the fp16 tolerance."""
+    _, weights = _converted(family, torch.float16)
+    if device == "cpu":
+        names = {info.name for info in implementations(weights.spec, device, "deployed")}
+        assert {"ort-cpu:portable", "ort-cpu:ort-fused"} <= names, names
+    failures = _check_implementations(weights, torch.float16, device, None, kind="deployed")
     assert not failures, "\n".join(failures)
 
 
