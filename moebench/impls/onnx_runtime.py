@@ -9,8 +9,8 @@
 The first call for a MoEWeights object exports it and builds the session / engine (cached on
 the weights, so benchmarks time runs, not exports); later calls bind x and `out` by pointer.
 Weights above protobuf's 2 GB limit are exported to a temporary directory with external data.
-ort-fused raises MoEInputError for specs the contrib op cannot express exactly (sigmoid routing
-without renormalisation, exact GELU). None of these is graph-safe: ONNX Runtime's Run blocks
+ort-fused raises MoEInputError for specs the contrib op cannot express exactly (exact GELU; weight on
+the input with k > 1). None of these is graph-safe: ONNX Runtime's Run blocks
 the host, and the TensorRT runner is timed eagerly too.
 onnx / onnxruntime / tensorrt are imported on first use, so listing never needs them.
 """
