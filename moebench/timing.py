@@ -30,6 +30,10 @@ class Timing:
     calls_per_sample: int = 1  # calls timed together per sample (graph replays of short calls)
 
 
+# A timed cell whose samples spread more than this ((p80 - p20) / median) is flagged noisy: tables
+# mark it, and a speedup involving it is printed as approximate (~), not as a measured fact.
+SPREAD_BOUND = 0.10
+
 GRAPH_SAMPLE_MS = 1.0  # a graph replay should last about this long...
 MAX_CALLS_PER_SAMPLE = 32  # ...with at most this many calls captured in it
 

@@ -40,14 +40,15 @@ def sample_rows():
 
 
 def test_best_per_cell_marked_and_deployed_columns(tmp_path):
-    time_table, speedup_table = comparison_tables(sample_rows(), fmt="github")
+    time_table, best_table, speedup_table = comparison_tables(sample_rows(), fmt="github")
     header = time_table.text.splitlines()[0]
     assert "ort-cpu:portable" in header and header.index("naive_loop") < header.index("ort-cpu:portable")
     lines = {line.split("|")[2].strip(): line for line in time_table.text.splitlines()[2:]}
     # T=1: ort (0.5) is best; "broken" (0.1) failed parity so it cannot be best
     assert "**0.500**" in lines["1"] and "0.100 ✗" in lines["1"] and "**0.100" not in lines["1"]
     assert "**1.00**" in lines["16"]  # padded_batch at T=16
-    assert "ort-cpu:portable" in lines["1"].split("|")[-7]  # the "best" column names it
+    best_lines = {line.split("|")[2].strip(): line for line in best_table.text.split("\n\n")[0].splitlines()[2:]}
+    assert best_lines["1"].split("|")[3].strip() == "ort-cpu:portable"  # the "best" column names it
     speed_lines = speedup_table.text.splitlines()[2:]
     assert "**2.00**" in speed_lines[0] and "**4.00**" in speed_lines[1]
 
@@ -73,13 +74,14 @@ def test_fastest_method_per_impl_counts():
     assert cell[next(iter(cell))]["grouped_mm"].method == "cuda-graph"
 
 
-def test_report_cli_writes_markdown_and_pngs(tmp_path, capsys):
+def test_report_cli_writes_markdown_and_pngs(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     csv_path = write_rows(tmp_path / "bench-cpu.csv", sample_rows())
     assert main(["report", str(csv_path)]) == 0
-    out_dir = tmp_path / "bench-cpu-report"  # default: next to the CSV
+    out_dir = tmp_path / "moebench-results" / "bench-cpu-report"  # default: under the results folder
     report = (out_dir / "report.md").read_text()
     assert "| preset" in report and "**0.500**" in report and "ort-cpu:portable" in report
-    assert "## Parity failures and errors" in report and "broken" in report
+    assert "## Parity failures, errors and invalid rows" in report and "broken" in report
     pngs = sorted(out_dir.glob("*.png"))
     assert {p.name.split("-")[0] for p in pngs} == {"speedup", "roofline"}
     for png in pngs:

@@ -12,15 +12,27 @@ from moebench.cli import prepare_device
 from moebench.presets import PRESET_NAMES, get_preset
 from moebench.spec import dtype_name
 
+INTERPRETER_NOTE = (
+    "yes (interpreter): Triton kernels on CPU tensors run in Triton's interpreter; moebench's commands turn it on "
+    "for --device cpu; in your own Python start with TRITON_INTERPRET=1 (e.g. TRITON_INTERPRET=1 python app.py)."
+)
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="implementations (with availability) and presets")
-    p.add_argument("--device", default=None, help="check availability on cpu or cuda (default: both)")
+    p = sub.add_parser(
+        "list",
+        help="implementations (with availability) and presets",
+        description="List every registered implementation with its availability on each device (and why not), "
+        "its dtypes and capabilities, then the presets.",
+    )
+    p.add_argument(
+        "--device", choices=("cpu", "cuda", "both"), default="both", help="check availability on cpu, cuda or both"
+    )
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    devices = [args.device] if args.device else ["cpu", "cuda"]
+    devices = ["cpu", "cuda"] if args.device == "both" else [args.device]
     if "cpu" in devices and not torch.cuda.is_available():
         prepare_device("cpu")  # Triton kernels run in the interpreter on a CPU-only machine
     rows = []
@@ -28,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
         row = [info.name, info.kind]
         for device in devices:
             ok, reason = info.available(device)
-            row.append("yes" if ok else f"no: {reason}")
+            interpreted = ok and device == "cpu" and "triton" in info.requires
+            row.append(("yes (interpreter)" if interpreted else "yes") if ok else f"no: {reason}")
         caps = [dtype_name(d) for d in (torch.float32, torch.float16, torch.bfloat16) if info.supports(d)]
         flags = []
         if info.backward:
@@ -43,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         rows.append(row)
     headers = ["implementation", "kind"] + [f"on {d}" for d in devices] + ["dtypes", "capabilities", "what it is"]
     print(tabulate(rows, headers=headers))
-    print()
+    print(f"\n{INTERPRETER_NOTE}\n")
     preset_rows = []
     for name in PRESET_NAMES:
         spec = get_preset(name)

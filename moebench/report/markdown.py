@@ -9,14 +9,15 @@ from pathlib import Path
 from moebench.report.grid import parse_number
 from moebench.report.plots import write_plots
 from moebench.report.tables import comparison_tables, fmt_number
+from moebench.results import RUN_FIELDS
 
-ENV_SUMMARY = ("device_name", "torch", "triton", "python", "date", "command")
+ENV_SUMMARY = (*RUN_FIELDS, "date", "command")
 
 
 def _environments(rows: list[dict]) -> list[dict]:
     seen: dict[tuple, dict] = {}
     for row in rows:
-        key = tuple(str(row.get(f, "")) for f in ("device_name", "torch", "triton", "python"))
+        key = tuple(str(row.get(f, "")) for f in (*RUN_FIELDS, "command"))
         seen.setdefault(key, {f: str(row.get(f, "")) for f in ENV_SUMMARY})
     return list(seen.values())
 
@@ -46,7 +47,14 @@ def _problems(rows: list[dict]) -> list[str]:
     return lines
 
 
-def render_report(rows: list[dict], sources: Sequence[str], baseline: str | None, plots: Sequence[Path]) -> str:
+def render_report(
+    rows: list[dict],
+    sources: Sequence[str],
+    baseline: str | None,
+    plots: Sequence[Path],
+    split: tuple[str, ...] = (),
+    plots_missing: str = "",
+) -> str:
     """The markdown text of a report over `rows`."""
     out = ["# moebench report", ""]
     out.append("Results: " + ", ".join(f"`{s}`" for s in sources) + f" ({len(rows)} rows).")
@@ -57,24 +65,34 @@ def render_report(rows: list[dict], sources: Sequence[str], baseline: str | None
     ceilings = _ceilings(rows)
     if ceilings:
         out += ["", "## Ceilings measured in the same run", *ceilings]
-    for table in comparison_tables(rows, baseline=baseline, fmt="github"):
+    if split:
+        out += ["", f"Runs differ in {', '.join(split)} (reported with --allow-mixed): each value has its own tables."]
+    for table in comparison_tables(rows, baseline=baseline, fmt="github", split=split):
         out += ["", f"## {table.title}", "", table.text, "", f"_{table.legend}_"]
     problems = _problems(rows)
-    out += ["", "## Parity failures and errors", *(problems or ["None: every timed output passed parity."])]
-    if plots:
+    out += ["", "## Parity failures, errors and invalid rows"]
+    out += problems or ["None: every timed output passed parity and stayed under the measured ceilings."]
+    if plots or plots_missing:
         out += ["", "## Plots"]
-        out += [f"![{p.stem}]({p.name})" for p in plots]
+        out += [f"![{p.stem}]({p.name})" for p in plots] or [f"Not drawn: {plots_missing}"]
     return "\n".join(out) + "\n"
 
 
 def write_report(
-    rows: list[dict], out_dir: Path, sources: Sequence[str], baseline: str | None
+    rows: list[dict], out_dir: Path, sources: Sequence[str], baseline: str | None, split: tuple[str, ...] = ()
 ) -> tuple[Path, list[Path]]:
-    """Write report.md and the PNG plots into out_dir; returns (report path, plot paths)."""
+    """Write report.md and the PNG plots into out_dir; returns (report path, plot paths).
+    Without matplotlib the report is written without plots and says why."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if baseline is None:
         baseline = next((str(r["baseline"]) for r in rows if r.get("baseline")), None)
-    plots = write_plots(rows, out_dir, baseline)
+    plots, missing = [], ""
+    try:
+        plots = write_plots(rows, out_dir, baseline, split)
+    except ModuleNotFoundError as exc:
+        if exc.name != "matplotlib":
+            raise
+        missing = "matplotlib is not installed (pip install 'moebench[report]')"
     path = out_dir / "report.md"
-    path.write_text(render_report(rows, sources, baseline, plots))
+    path.write_text(render_report(rows, sources, baseline, plots, split, missing))
     return path, plots
