@@ -4,6 +4,12 @@ and speedups; write long-format rows to a CSV and print the comparison table.
 Defaults: on CUDA the five real presets x T in {1,16,128,1024,4096,16384} in bf16; on the CPU the
 small presets x T in {1,16,128} in fp32 (bf16 matmuls are slow on CPUs), without the Triton
 implementations (their interpreter's timings are meaningless; name them with --impl to force).
+
+Timing: median, p20, p80 and the sample count per cell. On the CPU one thread by default, timed
+with the process's CPU time, so other jobs on a shared machine do not move the numbers, sampled until
+the median is known within 2% (or 3 s per cell). Weight-bound cells (FLOPs per weight byte below the
+ridge point of the ceilings measured in the same run) are timed with the last-level cache flushed
+before each sample (cache=cold). A row above 100% of a measured ceiling is marked invalid.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from moebench.cli.common import (
     prepare_device_arg,
     resolve_specs,
 )
+from moebench.coldcache import CACHE_MODES
 from moebench.presets import REAL_PRESETS, SMALL_PRESETS
 from moebench.report.tables import WIDTH, comparison_tables, star
 from moebench.results import default_path, write_rows
@@ -59,7 +66,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=nonneg_int, default=None, help="warm-up runs per measurement")
     p.add_argument("--seed", type=int, default=None, help="fix the input seeds (default: fresh seeds, recorded)")
     p.add_argument(
-        "--threads", type=positive_int, default=None, help="CPU: torch threads (default: torch's; recorded per row)"
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CPU: torch threads (default 1: steady timings; more: wall-clock timing; recorded per row)",
+    )
+    p.add_argument(
+        "--cache",
+        choices=CACHE_MODES,
+        default="auto",
+        help="auto: cold (last-level cache flushed before each sample) for weight-bound cells, warm otherwise",
     )
     p.add_argument("--quick", action="store_true", help="smaller ceiling measurements (for tests and smoke runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -89,31 +105,37 @@ def _progress(total: int, enabled: bool):
 
 
 def warn_if_busy(device: str) -> None:
-    """CPU timings mean little while other jobs compete for the cores: say so up front."""
-    if device != "cpu" or not hasattr(os, "getloadavg"):
+    """Wall-clock CPU timings (more than one thread) mean little while other jobs compete for the cores."""
+    if device != "cpu" or torch.get_num_threads() == 1 or not hasattr(os, "getloadavg"):
         return
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
     if load > 0.75 * cores:
-        print(f"warning: load average {load:.1f} on {cores} cores: other jobs are running, CPU timings will be noisy")
+        print(f"warning: load average {load:.1f} on {cores} cores: wall-clock timings will be noisy (--threads 1)")
 
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     device = prepare_device_arg(args.device)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    threads = args.threads or (1 if device == "cpu" else None)
+    if threads is not None:
+        torch.set_num_threads(threads)
     defaults = DEFAULTS[device]
     specs = resolve_specs(args, default_presets=defaults["presets"], default_dtypes=defaults["dtypes"])
     tokens = args.tokens or defaults["tokens"]
     baseline = args.baseline or default_baseline()
     selection = select_impls(args.impl, device, baseline)
-    options = BenchOptions(use_graph=not args.no_graph, warmup=args.warmup, reps=args.reps, seed=args.seed)
+    options = BenchOptions(
+        use_graph=not args.no_graph, warmup=args.warmup, reps=args.reps, seed=args.seed, cache=args.cache
+    )
 
     dtypes = list(dict.fromkeys(dtype_name(s.dtype) for s in specs))
     print(f"moebench bench on {device} (torch {torch.__version__}): {len(specs)} problem(s) x T={tokens}", flush=True)
     warn_if_busy(device)
     ceilings = measure_ceilings(device, tuple(dtypes), quick=args.quick)
     print(f"ceilings: {ceilings.describe()}")
+    if args.cache == "auto":
+        ridges = ", ".join(f"{d} {ceilings.ridge(d):.3g}" for d in dtypes)
+        print(f"cache: cold for cells below the ridge point ({ridges} FLOP/byte), warm above")
     sys.stdout.flush()
 
     rows: list[dict] = []

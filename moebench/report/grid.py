@@ -57,11 +57,11 @@ class Measurement:
     tflops: float
     weight_gbps: float
     pct_gemm: float
-    pct_copy: float
+    pct_mem: float
     flops: float
     weight_bytes: float
     gemm_ceiling: float
-    copy_ceiling: float
+    mem_ceiling: float
     parity_ok: bool | None
     status: str
     drops_tokens: bool = False
@@ -131,11 +131,11 @@ def _measurement(row: dict) -> Measurement:
         tflops=parse_number(row.get("tflops")),
         weight_gbps=parse_number(row.get("weight_gbps")),
         pct_gemm=parse_number(row.get("pct_gemm_ceiling")),
-        pct_copy=parse_number(row.get("pct_copy_ceiling")),
+        pct_mem=parse_number(row.get("pct_mem_ceiling")),
         flops=parse_number(row.get("flops")),
         weight_bytes=parse_number(row.get("weight_bytes")),
         gemm_ceiling=parse_number(row.get("gemm_ceiling_tflops")),
-        copy_ceiling=parse_number(row.get("copy_ceiling_gbps")),
+        mem_ceiling=parse_number(row.get("mem_ceiling_gbps")),
         parity_ok=parse_flag(row.get("parity_ok")),
         status=str(row.get("status", "")),
         drops_tokens=bool(parse_flag(row.get("drops_tokens"))),

@@ -25,12 +25,12 @@ def _environments(rows: list[dict]) -> list[dict]:
 def _ceilings(rows: list[dict]) -> list[str]:
     lines = {}
     for row in rows:
-        gemm, copy = parse_number(row.get("gemm_ceiling_tflops")), parse_number(row.get("copy_ceiling_gbps"))
-        if math.isnan(gemm) and math.isnan(copy):
+        gemm, mem = parse_number(row.get("gemm_ceiling_tflops")), parse_number(row.get("mem_ceiling_gbps"))
+        if math.isnan(gemm) and math.isnan(mem):
             continue
         key = (row.get("device_name", ""), row.get("dtype", ""))
         lines.setdefault(
-            key, f"- {key[0]} · {key[1]}: dense GEMM {fmt_number(gemm)} TFLOP/s, copy {fmt_number(copy, 4)} GB/s"
+            key, f"- {key[0]} · {key[1]}: dense GEMM {fmt_number(gemm)} TFLOP/s, memory {fmt_number(mem, 4)} GB/s"
         )
     return list(lines.values())
 

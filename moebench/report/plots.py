@@ -118,7 +118,7 @@ def plot_roofline(grid: Grid, title: str, path: Path) -> Path | None:
     """Achieved TFLOP/s vs FLOPs per weight byte, with the measured GEMM and memory ceilings; every
     point labelled with its preset and T."""
     points: dict[str, list[tuple[float, float, str]]] = {}
-    gemm, copy = math.nan, math.nan
+    gemm, mem = math.nan, math.nan
     for key, cell in grid.items():
         for name, m in cell.items():
             if not m.passed or not (m.weight_bytes > 0 and m.tflops > 0):
@@ -128,20 +128,20 @@ def plot_roofline(grid: Grid, title: str, path: Path) -> Path | None:
                 (m.flops / m.weight_bytes, m.tflops, where)
             )
             gemm = m.gemm_ceiling if math.isnan(gemm) else gemm
-            copy = m.copy_ceiling if math.isnan(copy) else copy
+            mem = m.mem_ceiling if math.isnan(mem) else mem
     if not points:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 5))
     all_x = [x for pts in points.values() for x, _, _ in pts]
     lo, hi = min(all_x) / 2, max(all_x) * 2
-    if not math.isnan(copy) and not math.isnan(gemm):
-        ridge = gemm * 1000 / copy  # FLOP/byte where bandwidth meets compute
+    if not math.isnan(mem) and not math.isnan(gemm):
+        ridge = gemm * 1000 / mem  # FLOP/byte where bandwidth meets compute
         xs = [lo, min(max(ridge, lo), hi * 4), hi * 4]
-        ax.plot(xs, [min(gemm, x * copy / 1000) for x in xs], color="black", linewidth=1.5, label="measured ceilings")
+        ax.plot(xs, [min(gemm, x * mem / 1000) for x in xs], color="black", linewidth=1.5, label="measured ceilings")
         ax.axhline(gemm, color="black", linestyle=":", linewidth=0.8)
         ax.annotate(f"GEMM {gemm:.3g} TFLOP/s", (xs[-1], gemm), ha="right", va="bottom", fontsize=8)
-        ax.annotate(f"memory {copy:.4g} GB/s", (lo, lo * copy / 1000), ha="left", va="bottom", fontsize=8, rotation=20)
+        ax.annotate(f"memory {mem:.4g} GB/s", (lo, lo * mem / 1000), ha="left", va="bottom", fontsize=8, rotation=20)
     labels: dict[tuple[float, str], float] = {}  # one label per cell, above its fastest point
     for name, pts in points.items():
         xs, ys, _ = zip(*pts)

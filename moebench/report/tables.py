@@ -157,7 +157,7 @@ def best_table(grid: Grid, baseline: str | None, *, fmt: str = "github") -> str:
             name = f"{', '.join(winners)} ≈ {len(others)} others"
         line += [name, _speedup(best, cell, baseline), str(best.runs or "–")]
         line += [fmt_number(best.tflops), fmt_number(best.pct_gemm), fmt_number(best.weight_gbps)]
-        line += [fmt_number(best.pct_copy), best.cache or "–"]
+        line += [fmt_number(best.pct_mem), best.cache or "–"]
         body.append(line)
     return fit(headers, body, fmt)
 
