@@ -107,3 +107,23 @@ def test_report_rejects_missing_file(tmp_path):
 def test_fmt_number():
     assert [fmt_number(v) for v in (0.012345, 1.2345, 12.345, 1234.5)] == ["0.0123", "1.23", "12.3", "1234"]
     assert fmt_number(float("nan")) == "–"
+
+
+def test_report_lists_every_timed_row_with_its_spread_and_hides_invalid_times():
+    from moebench.report.markdown import render_report
+
+    rows = [
+        row("naive_loop", 1, 2.0, p20_ms=1.9, p80_ms=2.3, runs=40, spread=0.2, noisy="True", cache="cold"),
+        row("padded_batch", 1, 0.123, p20_ms=0.12, p80_ms=0.125, runs=50, spread=0.04, noisy="False", cache="cold"),
+    ]
+    rows[1].update(status="invalid", note="not a result: weight GB/s at 150% of the measured ceiling")
+    text = render_report(rows, ["x.csv"], "naive_loop", [])
+    section = text.split("## Every timed row: samples and spread")[1].split("##")[0]
+    block = next(b for b in section.split("\n\n") if "naive_loop" in b)  # the first of its wrapped blocks
+    headers = [c.strip() for c in block.splitlines()[0].split("|")]
+    cells = [c.strip() for c in next(line for line in block.splitlines() if "naive_loop" in line).split("|")]
+    wanted = {"cache": "cold", "samples": "40", "p20 ms": "1.90", "median ms": "2.00", "p80 ms": "2.30"}
+    assert {h: cells[i] for i, h in enumerate(headers) if h in wanted} == wanted
+    assert "| 20% noisy " in section
+    assert "0.123" not in text and "0.120" not in text  # an invalid row's times appear nowhere
+    assert "**invalid** not a result: weight GB/s at 150%" in text

@@ -24,7 +24,15 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from moebench.bench import BenchOptions, count_steps, default_baseline, run_bench, select_impls
+from moebench.bench import (
+    STATUS_INVALID,
+    STATUS_OK,
+    BenchOptions,
+    count_steps,
+    default_baseline,
+    run_bench,
+    select_impls,
+)
 from moebench.ceilings import measure_ceilings
 from moebench.cli.common import (
     add_problem_args,
@@ -175,12 +183,16 @@ def run(args: argparse.Namespace) -> int:
     if left_out:
         print(f"\nnot run on {device}:")
         print(tabulate(left_out, headers=["implementation", "status", "reason"], maxcolwidths=[None, None, 80]))
-    problems = [r for r in rows if r["status"] != "ok"]
-    for row in problems:
-        print(f"{row['status'].upper()}: {row['impl']} {row['preset']} {row['dtype']} T={row['T']}: {row['note']}")
+    for row in rows:
+        if row["status"] != STATUS_OK:
+            print(f"{row['status'].upper()}: {row['impl']} {row['preset']} {row['dtype']} T={row['T']}: {row['note']}")
     wall = time.perf_counter() - started
     summary = f"{len(rows)} measurement(s) in {wall:.1f} s"
     print(f"\n{summary}; " + (f"wrote {out_path}" if rows else "nothing measured, no file written"))
+    invalid = sum(r["status"] == STATUS_INVALID for r in rows)
+    if invalid:
+        print(f"{invalid} row(s) above a ceiling measured in the same run: invalid, not results (status column)")
+    problems = sum(r["status"] not in (STATUS_OK, STATUS_INVALID) for r in rows)
     if problems:
-        print(f"{len(problems)} row(s) failed parity or errored (status column)")
+        print(f"{problems} row(s) failed parity or errored (status column)")
     return 1 if problems else 0

@@ -6,10 +6,11 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from moebench.report.grid import parse_number
+from moebench.report.grid import INVALID_TEXT, parse_number
 from moebench.report.plots import write_plots
-from moebench.report.tables import comparison_tables, fmt_number
+from moebench.report.tables import comparison_tables, fit, fmt_number
 from moebench.results import RUN_FIELDS
+from moebench.timing import SPREAD_BOUND
 
 ENV_SUMMARY = (*RUN_FIELDS, "date", "command")
 
@@ -47,6 +48,32 @@ def _problems(rows: list[dict]) -> list[str]:
     return lines
 
 
+SAMPLE_HEADERS = ["preset", "T", "implementation", "method", "cache", "samples", "p20 ms", "median ms", "p80 ms"]
+SAMPLE_HEADERS += ["spread", "status"]
+
+
+def samples_table(rows: list[dict]) -> str:
+    """Every timed row: its p20, median and p80, the sample count, spread ((p80 - p20) / median,
+    `noisy` above the bound) and status, so no figure in the tables above stands without its noise."""
+    body = []
+    for row in rows:
+        median = parse_number(row.get("median_ms"))
+        if math.isnan(median):
+            continue
+        spread = parse_number(row.get("spread"))
+        noisy = str(row.get("noisy", "")).lower() == "true"
+        spread_text = "–" if math.isnan(spread) else f"{100 * spread:.0f}%" + (" noisy" if noisy else "")
+        times = [fmt_number(parse_number(row.get(c))) for c in ("p20_ms", "median_ms", "p80_ms")]
+        if row.get("status") == "invalid":
+            times = [INVALID_TEXT] * 3  # above a measured ceiling: not a result, not even here
+        body.append(
+            [str(row.get("preset", "")), str(row.get("T", "")), str(row.get("impl", "")), str(row.get("method", ""))]
+            + [str(row.get("cache") or "–"), str(row.get("runs") or "–"), *times]
+            + [spread_text, str(row.get("status", ""))]
+        )
+    return fit(SAMPLE_HEADERS, body, "github") if body else ""
+
+
 def render_report(
     rows: list[dict],
     sources: Sequence[str],
@@ -69,6 +96,14 @@ def render_report(
         out += ["", f"Runs differ in {', '.join(split)} (reported with --allow-mixed): each value has its own tables."]
     for table in comparison_tables(rows, baseline=baseline, fmt="github", split=split):
         out += ["", f"## {table.title}", "", table.text, "", f"_{table.legend}_"]
+    samples = samples_table(rows)
+    if samples:
+        out += ["", "## Every timed row: samples and spread", "", samples]
+        out += [
+            "",
+            f"_p20, median and p80 of the samples (ms); spread = (p80 - p20) / median, noisy above "
+            f"{100 * SPREAD_BOUND:.0f}%; cache: cold (last-level cache flushed before each sample) or warm._",
+        ]
     problems = _problems(rows)
     out += ["", "## Parity failures, errors and invalid rows"]
     out += problems or ["None: every timed output passed parity and stayed under the measured ceilings."]

@@ -142,8 +142,8 @@ def time_table(
 
 def best_table(grid: Grid, baseline: str | None, *, fmt: str = "github") -> str:
     """Per row: the fastest eligible implementation, its speedup, throughput and % of the ceilings."""
-    headers = ["preset", "T", "best", f"× {baseline}" if baseline else "speedup", "samples"]
-    headers += ["TFLOP/s", "% GEMM", "weight GB/s", "% mem", "cache"]
+    headers = ["preset", "T", "best", f"× {baseline}" if baseline else "speedup", "cache", "n"]
+    headers += ["TFLOP/s", "% GEMM", "GB/s", "% mem"]
     body = []
     for key, cell in grid.items():
         winners, best = best_of(cell)
@@ -155,9 +155,9 @@ def best_table(grid: Grid, baseline: str | None, *, fmt: str = "github") -> str:
         name = " ≈ ".join([", ".join(winners), *others])
         if len(name) > 30:
             name = f"{', '.join(winners)} ≈ {len(others)} others"
-        line += [name, _speedup(best, cell, baseline), str(best.runs or "–")]
+        line += [name, _speedup(best, cell, baseline), best.cache or "–", str(best.runs or "–")]
         line += [fmt_number(best.tflops), fmt_number(best.pct_gemm), fmt_number(best.weight_gbps)]
-        line += [fmt_number(best.pct_mem), best.cache or "–"]
+        line += [fmt_number(best.pct_mem)]
         body.append(line)
     return fit(headers, body, fmt)
 
@@ -223,8 +223,8 @@ def comparison_tables(
                 f"{device} · {dtype} · best per row",
                 best_table(grid, baseline, fmt=fmt),
                 "The fastest eligible implementation (≈: others whose p20..p80 range overlaps it); its speedup, "
-                "samples, TFLOP/s, weight GB/s and % of the dense-GEMM and memory-bandwidth ceilings measured in "
-                "the same run; cache: cold (weights evicted from the last-level cache before each call) or warm.",
+                "cache: cold (last-level cache flushed before each sample) or warm, n samples, TFLOP/s, GB/s of "
+                "expert weights read, and % of the dense-GEMM and memory-bandwidth ceilings measured in the same run.",
             )
         )
         if baseline:
