@@ -4,9 +4,10 @@ A weight-bound cell (decode, small T) reads each expert's weights once per call.
 the weights of the previous call are still in the last-level cache (L3 on a CPU, L2 on a GPU: 50 MB
 on H100/H200) whenever they fit, and the measured "weight GB/s" exceeds what memory can deliver.
 So a weight-bound cell is timed cold: before every sample (untimed) a buffer of FLUSH_FACTOR x the
-last-level cache is read and written, which evicts the weights; the call then reads them from
-memory, as it does in a model where other layers ran in between. triton.testing.do_bench flushes
-the same way.
+last-level cache is read, which evicts the weights; the call then reads them from memory, as it does
+in a model where other layers ran in between. triton.testing.do_bench flushes the same way, but by
+writing its buffer; a read leaves the cache holding clean lines, so the timed call does not also pay
+for writing the flush's dirty lines back to memory.
 
 The rule (`is_weight_bound`): a cell is weight-bound when its arithmetic intensity, FLOPs per byte
 of the expert weights it reads, is below the machine's ridge point, the dense-GEMM ceiling divided
@@ -79,16 +80,17 @@ def llc_bytes(device_type: str, index: int = 0) -> int:
 
 
 class Flusher:
-    """Evicts the last-level cache: `flush()` reads and writes every line of a buffer FLUSH_FACTOR
-    times its size (a read-modify-write, so no streaming store can bypass the cache)."""
+    """Evicts the last-level cache: `flush()` reads every line of a buffer FLUSH_FACTOR times its
+    size (a sum into `total`, allocated once: the flush allocates nothing)."""
 
     def __init__(self, device: str | torch.device):
         device = torch.device(device)
         self.bytes = FLUSH_FACTOR * llc_bytes(device.type, device.index or 0)
-        self.buffer = torch.zeros(self.bytes // 4, dtype=torch.int32, device=device)
+        self.buffer = torch.ones(self.bytes // 4, dtype=torch.int32, device=device)
+        self.total = torch.zeros((), dtype=torch.int64, device=device)
 
     def flush(self) -> None:
-        self.buffer.add_(1)
+        torch.sum(self.buffer, dim=0, out=self.total)
 
 
 def arithmetic_intensity(spec: MoESpec, num_tokens: int, n_active: int) -> float:

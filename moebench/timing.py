@@ -8,8 +8,9 @@ sample is a replay's time divided by that count: a lone replay of a 20 us layer 
 also time the gap between the start event and the replay's first kernel. This is how
 triton.testing.do_bench_cudagraph times, which the peers' anchor figures used.
 CPU: a clock around each run: wall time, or with one thread the process's CPU time (`clock="cpu"`),
-which other jobs on a shared machine do not inflate (a single-threaded call is busy, computing or
-waiting on memory, for all of its wall time on an idle machine).
+which leaves out the time other jobs hold the core (a single-threaded call is busy, computing or
+waiting on memory, for all of its wall time on an idle machine); jobs sharing the caches and memory
+bandwidth still slow it, which the spread shows.
 
 `before_each` runs before every sample, untimed (moebench.coldcache's flush for cold-cache cells);
 a graph replay then holds one call, so every call is cold. `reps=None` samples adaptively (CPU):

@@ -43,9 +43,8 @@ def test_cache_state_follows_the_mode_and_flushes_the_buffer():
     assert state == "cold" and set(kwargs) == {"before_each"}
     flusher = kwargs["before_each"].__self__
     assert flusher.bytes == coldcache.FLUSH_FACTOR * coldcache.llc_bytes("cpu")
-    before = int(flusher.buffer[0])
     kwargs["before_each"]()
-    assert int(flusher.buffer[0]) == before + 1 and int(flusher.buffer[-1]) == before + 1  # every line touched
+    assert int(flusher.total) == flusher.buffer.numel() == flusher.bytes // 4  # every element read
     assert cache_state("auto", spec, 128, 8, ceilings, "cpu") == ("warm", {})
     assert cache_state("warm", spec, 1, 2, ceilings, "cpu") == ("warm", {})
     assert cache_state("cold", spec, 128, 8, ceilings, "cpu")[0] == "cold"

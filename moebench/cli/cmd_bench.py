@@ -6,8 +6,8 @@ small presets x T in {1,16,128} in fp32 (bf16 matmuls are slow on CPUs), without
 implementations (their interpreter's timings are meaningless; name them with --impl to force).
 
 Timing: median, p20, p80 and the sample count per cell. On the CPU one thread by default, timed
-with the process's CPU time, so other jobs on a shared machine do not move the numbers, sampled until
-the median is known within 2% (or 3 s per cell). Weight-bound cells (FLOPs per weight byte below the
+with the process's CPU time (time other jobs hold the core is left out), sampled until the median is
+known within 2% (or 3 s per cell). Weight-bound cells (FLOPs per weight byte below the
 ridge point of the ceilings measured in the same run) are timed with the last-level cache flushed
 before each sample (cache=cold). A row above 100% of a measured ceiling is marked invalid.
 """
