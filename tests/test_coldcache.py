@@ -44,7 +44,7 @@ def test_cache_state_follows_the_mode_and_flushes_the_buffer():
     flusher = kwargs["before_each"].__self__
     assert flusher.bytes == coldcache.FLUSH_FACTOR * coldcache.llc_bytes("cpu")
     kwargs["before_each"]()
-    assert int(flusher.total) == flusher.buffer.numel() == flusher.bytes // 4  # every element read
+    assert float(flusher.total) == pytest.approx(flusher.bytes // 4, rel=1e-5)  # every element read
     assert cache_state("auto", spec, 128, 8, ceilings, "cpu") == ("warm", {})
     assert cache_state("warm", spec, 1, 2, ceilings, "cpu") == ("warm", {})
     assert cache_state("cold", spec, 128, 8, ceilings, "cpu")[0] == "cold"

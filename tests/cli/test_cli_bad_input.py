@@ -32,6 +32,7 @@ BAD_ARGS = [
     (["bench", "--reps", "many"], ["--reps"]),
     (["bench", "--warmup", "-1"], ["--warmup"]),
     (["bench", "--threads", "0"], ["--threads"]),
+    (["bench", "--cache", "hot"], ["--cache", "hot"]),
     (["verify", "--cases", "-1"], ["--cases"]),
     (["verify", "--shape", "8,2,x,4"], ["--shape"]),
     (["verify", "--shape", "8,2,16"], ["--shape"]),
