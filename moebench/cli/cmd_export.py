@@ -111,10 +111,13 @@ def _run_export(args: argparse.Namespace) -> int:
     impl = args.impl[0] if args.impl else _baseline()
     if args.format == "trt" and args.flavor != "portable":
         raise MoEInputError("--flavor: TensorRT engines are built from the portable graph (ort-fused is ORT-only)")
+    import torch
+
+    if args.format == "trt" and (args.device == "cpu" or not torch.cuda.is_available()):
+        given = "--device cpu given" if args.device == "cpu" else "this machine has no CUDA GPU"
+        raise MoEInputError(f"--format trt: TensorRT engines build and run on a CUDA GPU only ({given})")
     if args.format == "trt":
-        if args.device == "cpu":
-            raise MoEInputError("--format trt: TensorRT engines build and run on a CUDA GPU only (--device cpu given)")
-        prepare_device("cuda")  # a clear error on a machine without CUDA, before TensorRT's import error
+        prepare_device("cuda")
     if args.min_tokens > args.opt_tokens or args.opt_tokens > args.max_tokens:
         raise MoEInputError(
             f"--min-tokens/--opt-tokens/--max-tokens: expected min <= opt <= max, got "
