@@ -11,6 +11,7 @@ from moebench import bench, coldcache
 from moebench.bench.measure import cache_state
 from moebench.ceilings import Ceilings
 from moebench.presets import get_preset
+from moebench.report.grid import baseline_ms, group_rows
 from moebench.report.tables import comparison_tables
 from moebench.timing import Timing
 
@@ -73,6 +74,8 @@ def test_a_row_above_a_measured_ceiling_is_invalid_and_never_a_result():
     rows = [_row("naive_loop", fast_ms, ceilings), _row("grouped_mm", 10 * fast_ms, ceilings)]
     bench.fill_speedups(rows, "naive_loop")
     assert math.isnan(rows[1]["speedup"])
+    (grid,) = group_rows(rows).values()
+    assert math.isnan(baseline_ms(next(iter(grid.values())), "naive_loop"))  # nor the plots' denominator
 
 
 def test_noisy_cells_are_flagged_and_their_speedups_not_facts():

@@ -224,5 +224,6 @@ def contenders(cell: dict[str, Measurement], best: Measurement) -> list[str]:
 
 
 def baseline_ms(cell: dict[str, Measurement], baseline: str | None) -> float:
+    """The baseline's time in `cell`, NaN when it did not pass (an invalid time is no denominator)."""
     m = cell.get(baseline) if baseline else None
-    return m.median_ms if m is not None else math.nan
+    return m.median_ms if m is not None and m.passed else math.nan
