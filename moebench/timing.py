@@ -56,13 +56,22 @@ class Timing:
         return (self.p80_ms - self.p20_ms) / self.median_ms if self.median_ms > 0 else math.nan
 
 
+def quantile(sorted_samples: list[float], q: float) -> float:
+    """The q-quantile, interpolated linearly between order statistics (numpy's default), so that
+    p20 <= median <= p80 however few the samples."""
+    pos = q * (len(sorted_samples) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_samples) - 1)
+    return sorted_samples[lo] + (pos - lo) * (sorted_samples[hi] - sorted_samples[lo])
+
+
 def _summarise(samples_ms: list[float], method: str, calls_per_sample: int = 1) -> Timing:
     samples = sorted(samples_ms)
     n = len(samples)
     return Timing(
         statistics.median(samples),
-        samples[int(0.2 * (n - 1))],
-        samples[int(0.8 * (n - 1))],
+        quantile(samples, 0.2),
+        quantile(samples, 0.8),
         n,
         method,
         calls_per_sample,

@@ -82,3 +82,10 @@ def test_cold_cuda_samples_flush_before_each_and_hold_one_call():
     cold = timing.time_fn(lambda: torch.mul(x, 2.0, out=out), "cuda", use_graph=True, warmup=2, reps=5,
                           before_each=lambda: flushes.append(1))  # fmt: skip
     assert cold.method == "cuda-graph" and cold.calls_per_sample == 1 and len(flushes) == cold.runs == 5
+
+
+def test_quantiles_interpolate_so_the_median_lies_between_p20_and_p80():
+    assert timing.quantile([1.0, 2.0], 0.2) == pytest.approx(1.2) and timing.quantile([1.0, 2.0], 0.8) == 1.8
+    assert timing.quantile([5.0], 0.2) == 5.0 and timing.quantile([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 0.2) == 2.0
+    summary = timing._summarise([3.0, 1.0], "x")
+    assert summary.p20_ms <= summary.median_ms == 2.0 <= summary.p80_ms

@@ -206,19 +206,28 @@ def _run_bench(args: argparse.Namespace) -> int:
         specs, tokens, device, compare=tuple(args.compare or ()), out=args.out, seed=None, reps=args.reps
     )
     shown = [
-        [r["impl"], r["kind"], r["preset"], r["dtype"], r["T"], _fmt(r.get("median_ms")), r["method"],
-         _fmt(r.get("parity_rel_l2")), r["status"], r["note"]]
+        [r["impl"], r["kind"], r["preset"], r["dtype"], r["T"], *_times(r), r.get("runs", ""), r.get("cache", ""),
+         r["method"], _fmt(r.get("parity_rel_l2")), r["status"], r["note"]]
         for r in result.rows
     ]  # fmt: skip
     if shown:
-        print(tabulate(shown, headers=["impl", "kind", "preset", "dtype", "T", "median ms", "method", "rel_l2",
-                                       "status", "note"]))  # fmt: skip
+        print(tabulate(shown, headers=["impl", "kind", "preset", "dtype", "T", "median ms", "p20..p80", "n", "cache",
+                                       "method", "rel_l2", "status", "note"]))  # fmt: skip
     if result.left_out:
         print("\nnot run:")
         print(tabulate(result.left_out, headers=["impl", "reason"]))
     print(f"\n{len(result.rows)} row(s)" + (f"; wrote {result.path}" if result.path else "; nothing written"))
-    bad = [r for r in result.rows if r["status"] != "ok"]
+    bad = [r for r in result.rows if r["status"] not in ("ok", "invalid")]  # invalid: an artefact, not a failure
     return 1 if bad else 0
+
+
+def _times(row: dict) -> list[str]:
+    """Median and p20..p80 of a row as text; 'invalid' for a row above a measured ceiling (not a result)."""
+    if row["status"] == "invalid":
+        return ["invalid", ""]
+    if not isinstance(row.get("median_ms"), float):
+        return ["", ""]
+    return [_fmt(row["median_ms"]), f"{_fmt(row['p20_ms'])}..{_fmt(row['p80_ms'])}"]
 
 
 def _fmt(value) -> str:
