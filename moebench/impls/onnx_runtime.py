@@ -70,7 +70,10 @@ def _ort_runner(weights: MoEWeights, device: str, flavor: str):
     from moebench.export.ort_runner import OrtMoE
 
     exported = _Exported(weights, flavor)
-    runner = OrtMoE(exported.source, device, device_id=weights.device.index or 0)
+    # on the CPU, torch's thread count: comparisons with the torch implementations are like for like,
+    # and the row's `threads` column holds for the session too
+    threads = torch.get_num_threads() if device == "cpu" else 0
+    runner = OrtMoE(exported.source, device, device_id=weights.device.index or 0, intra_op_threads=threads)
     runner.exported = exported  # keep the temporary files alive as long as the session
     return runner
 
