@@ -24,6 +24,8 @@ SMALL_VERIFY = ["--preset", "tiny", "--dtype", "fp32", "--tokens", "3", "--cases
 # command as written -> extra args appended to keep it small (run for real here)
 RUN = {
     "moebench list": [],
+    "moebench list --presets": [],
+    "moebench session --plan-only --device cuda --nominal h200": [],
     "moebench verify --device cpu": SMALL_VERIFY,
     "moebench verify --impl triton_grouped --preset tiny,tiny-odd --dtype fp32,fp16,bf16 --device cpu": [
         "--tokens", "3", "--cases", "0",
@@ -56,14 +58,17 @@ ELSEWHERE = {
     "--tokens 1,16,4096": "tests/test_compile_check.py",
     "TRITON_INTERPRET=0 bash scripts/triton36_env.sh python -m moebench.compile_check --impl block_sparse --backward "
     "--preset deepseek-v3 --tokens 1,16,128,1024": "by hand (installs Triton 3.6 into .triton36/)",
-    "DEVICE=cpu DTYPE=fp32 PRESETS=tiny TOKENS=1,5 bash scripts/gpu_session.sh bench /tmp/smoke": (
-        "tests/test_gpu_session_script.py"
+    "TRITON_INTERPRET=0 python -m moebench.compile_check.gate": ".ci/kernel_gate; tests/test_kernel_gate_compile.py",
+    "TRITON_INTERPRET=0 bash scripts/triton36_env.sh python -m moebench.compile_check.gate": (
+        ".ci/kernel_gate; tests/test_kernel_gate_compile.py"
     ),
-    'bash scripts/gpu_session.sh STEP "$OUT"': "a GPU session",
-    "python -m moebench.regression check out/bench-gate-1.json --baseline tests/benchmarks/baseline.json": ".ci/run",
-    "python -m pytest tests/benchmarks -m benchmark_gate -p no:randomly --benchmark-enable --benchmark-only "
-    "--benchmark-json=out/bench-gate-1.json": ".ci/run",
-    "python -m moebench.regression record out/bench-gate-*.json --out tests/benchmarks/baseline.json": (
+    "python -m moebench.compile_check.gate record": "by hand (it moves the committed baseline)",
+    "DEVICE=cpu bash scripts/gpu_session.sh /tmp/session-out": "tests/test_session.py",
+    "bash scripts/gpu_session.sh": "a GPU session",
+    'moebench session --out "$OUT"': "scripts/gpu_session.sh",
+    "python -m moebench.session.unpack <folder>": "tests/test_session.py",
+    "python -m moebench.regression run": ".ci/run; tests/test_regression.py",
+    "python -m moebench.regression check --baseline out/ab/baseline-*.json --current out/ab/current-*.json": (
         "tests/test_regression.py"
     ),
     "tox -e test": "tox.ini",
@@ -75,6 +80,7 @@ MENTIONS = {
     "moebench export --bench",
     "moebench report",
     "moebench tune",
+    "moebench session",
     "python -m moebench.compile_check",
     "moebench bench: error: argument --reps: expected an integer >= 1, got '0'",
 }
