@@ -3,12 +3,6 @@
 with collect_stats() as stats:
     impl(x, weights)
 stats.get("dropped_pairs")   # tensor, read after the call (no sync inside the layer)
-
-Names in use:
-  dropped_pairs, num_dropped   pairs a capacity-limited implementation dropped (padded_batch_capacity)
-  shared_experts               SHARED_EXPERTS_STAT: how the implementation ran the spec's shared experts, in
-                               words, e.g. "in the grouped GEMMs: 1 x 4 appended expert(s) of I=1408 ..." or
-                               "dense GEMM pair"; the benchmark puts it in the row's note
 """
 
 from __future__ import annotations
@@ -18,7 +12,9 @@ import contextvars
 from collections.abc import Iterator
 from typing import Any
 
-SHARED_EXPERTS_STAT = "shared_experts"
+# how an implementation ran the spec's shared experts (e.g. "grouped GEMMs (as extra experts)", "dense GEMM
+# pair"): `moebench bench` writes it in the row's note
+SHARED_STAT = "shared_experts"
 
 _CURRENT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("moebench_stats", default=None)
 

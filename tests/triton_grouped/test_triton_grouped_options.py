@@ -21,7 +21,7 @@ from moebench.impls.common.pairs import describe_shared, layer_pairs
 from moebench.parity import Case, run_case
 from moebench.presets import get_preset
 from moebench.routing import route
-from moebench.stats import SHARED_EXPERTS_STAT, collect_stats
+from moebench.stats import SHARED_STAT, collect_stats
 from moebench.weights import random_inputs, random_weights
 
 pytest.importorskip("triton")
@@ -45,11 +45,9 @@ def _run(info, spec, num_tokens, config, device):
 
 @pytest.fixture(scope="module")
 def info():
-    impl = registry.get(IMPL)
-    ok, reason = impl.available("cuda" if torch.cuda.is_available() else "cpu")
-    if not ok:
-        pytest.skip(reason)
-    return impl
+    """The registered implementation, or a skip with the reason it cannot run here."""
+    impl, where = registry.get(IMPL), "cuda" if torch.cuda.is_available() else "cpu"
+    return impl if impl.available(where)[0] else pytest.skip(impl.available(where)[1])
 
 
 def test_every_option_is_honoured(info):
@@ -80,7 +78,7 @@ def test_shared_experts_are_reported_for_the_bench_rows(info, device):
     weights, x = random_weights(spec, device=device, seed=SEED), random_inputs(spec, 3, device=device, seed=SEED)
     with collect_stats() as stats:
         info(x, weights)
-    assert stats[SHARED_EXPERTS_STAT] == describe_shared(spec)
+    assert stats[SHARED_STAT] == describe_shared(spec)
     assert describe_shared(spec) == (
         "in the grouped GEMMs: 2 x 2 appended expert(s) of I=24 (I_s=36, zero-padded to 48), sigmoid-gated"
     )
@@ -88,7 +86,7 @@ def test_shared_experts_are_reported_for_the_bench_rows(info, device):
     spec = get_preset("tiny-oss", "fp32")  # no shared expert: nothing to report
     with collect_stats() as stats:
         info(random_inputs(spec, 3, device=device, seed=SEED), random_weights(spec, device=device, seed=SEED))
-    assert SHARED_EXPERTS_STAT not in stats
+    assert SHARED_STAT not in stats
 
 
 def test_shared_chunks_follow_in_place_weight_updates():

@@ -20,7 +20,7 @@ w2's inner strides), so a kernel reads either by swapping one base pointer
 call, so MoEWeights.derived could not keep them); training builds them with differentiable torch ops
 on every call, so autograd returns the shared experts' gradients through them.
 
-Every call records moebench.stats SHARED_EXPERTS_STAT (how the shared experts ran) when the spec has any.
+Every call records moebench.stats SHARED_STAT (how the shared experts ran) when the spec has any.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from moebench.routing import Routing, router_logits
 from moebench.spec import MoESpec
-from moebench.stats import SHARED_EXPERTS_STAT, record_stat
+from moebench.stats import SHARED_STAT, record_stat
 from moebench.weights import MoEWeights
 
 
@@ -66,7 +66,7 @@ def shared_chunks_per_expert(spec: MoESpec) -> int:
 
 
 def describe_shared(spec: MoESpec) -> str:
-    """How the Triton implementations run the shared experts of `spec` (the SHARED_EXPERTS_STAT value)."""
+    """How the Triton implementations run the shared experts of `spec` (the SHARED_STAT value)."""
     s, i_s, i, c = spec.shared.count, spec.shared.intermediate, spec.intermediate, shared_chunks_per_expert(spec)
     text = f"in the grouped GEMMs: {s} x {c} appended expert(s) of I={i} (I_s={i_s}"
     text += f", zero-padded to {c * i})" if c * i != i_s else ")"
@@ -82,7 +82,7 @@ def layer_pairs(x: torch.Tensor, weights: MoEWeights, routing: Routing, *, diffe
     if not spec.shared.count:
         return LayerPairs(topk_ids, topk_weights if on_input else None, None if on_input else topk_weights, e, e)
 
-    record_stat(SHARED_EXPERTS_STAT, describe_shared(spec))
+    record_stat(SHARED_STAT, describe_shared(spec))
     chunks = shared_chunks_per_expert(spec)
     extra = spec.shared.count * chunks
     ids = torch.cat([topk_ids, torch.arange(e, e + extra, device=x.device).expand(num_tokens, extra)], dim=1)
