@@ -19,7 +19,7 @@ from moebench.reference import reference_moe
 from moebench.registry import ImplInfo
 from moebench.routing import route
 from moebench.spec import MoESpec
-from moebench.stats import collect_stats
+from moebench.stats import SHARED_STAT, collect_stats
 from moebench.timing import time_fn
 from moebench.weights import MoEWeights, random_inputs
 
@@ -197,6 +197,8 @@ def bench_impl(
         if info.drops_tokens and "dropped_pairs" in stats:
             ref = reference_moe(x, weights, keep=~stats["dropped_pairs"])
             notes.append(f"drops tokens: {int(stats['num_dropped'])} of {x.shape[0] * spec.top_k} pairs")
+        if SHARED_STAT in stats:
+            notes.append(f"shared experts: {stats[SHARED_STAT]}")
         first = _check(result, out, ref, spec.dtype)
     except Exception as exc:  # report, never crash the run
         return [make_row(timing=None, note=_short(exc, 500), **common)]

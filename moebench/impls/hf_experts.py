@@ -5,8 +5,15 @@ transformers v5 stores MoE experts as 3D tensors in exactly our canonical layout
 `@use_experts_implementation` ("eager", "batched_mm", "grouped_mm", ...). This module builds
   * swiglu: `MixtralExperts` (silu(gate) * up),
   * gelu / relu: `NemotronHExperts` (HF's non-gated experts: up_proj [E, I, H], act, down),
-on the meta device, then points its parameters at our weight tensors (no copy), and calls its
-forward with routing from moebench.routing.route: the numbers are HF's, the routing ours.
+  * specs with expert biases or SwiGLU options: `GptOssExperts` (biases, gate clamped above at limit, up
+    clamped to +-limit, (up + 1) * gate * sigmoid(alpha * gate); gate/up interleaved, [E, H, 2I]: a derived
+    copy of w1 and b1, zero biases when the spec has none). It always clamps and adds 1, so a spec must have
+    swiglu_limit set and swiglu_up_offset 1 (gpt-oss's own); its forward loops over the hit experts (a host
+    sync: no CUDA graph there),
+on the meta device, then points its parameters at our weight tensors (no copy but gpt-oss's interleaving),
+and calls its forward with routing from moebench.routing (every router option, or the given routing=): the
+numbers are HF's, the routing ours. transformers' experts modules compute routed experts weighted on their
+output only: shared experts and input weighting are refused.
 
 config={"experts": {"experts_implementation": NAME}} picks HF's dispatch; the default is
 "grouped_mm", what transformers v5 picks for a model when it can. transformers' grouped_mm needs
@@ -24,6 +31,7 @@ import torch
 from moebench.errors import MoEInputError
 from moebench.registry import register
 from moebench.routing import route_unless_given
+from moebench.spec import ROUTING_ONLY
 from moebench.stats import record_stat
 from moebench.weights import MoEWeights
 
@@ -88,6 +96,56 @@ def _build_module(weights: MoEWeights, experts_implementation: str) -> torch.nn.
     return module.eval()
 
 
+def _gpt_oss_reason(spec) -> str | None:
+    """Why GptOssExperts cannot compute spec's experts (None when it can, or when they are plain)."""
+    x = spec.expert
+    if x.plain_swiglu and not x.bias:
+        return None
+    why = "transformers has expert biases and SwiGLU options only in GptOssExperts, whose SwiGLU"
+    if not spec.gated:
+        return f"expert.bias: {why} is gated; got activation={spec.activation!r}"
+    if x.swiglu_limit is None:
+        return f"expert.swiglu_limit: {why} always clamps; got no limit"
+    if x.swiglu_up_offset != 1.0:
+        return f"expert.swiglu_up_offset: {why} always adds 1 to up; got {x.swiglu_up_offset:g}"
+    return None
+
+
+def _build_gpt_oss(weights: MoEWeights) -> torch.nn.Module:
+    """transformers' GptOssExperts holding our weights: gate/up interleaved per row pair and transposed."""
+    from transformers import GptOssConfig
+    from transformers.models.gpt_oss.modeling_gpt_oss import GptOssExperts
+
+    spec = weights.spec
+    e, h, i = spec.num_experts, spec.hidden, spec.intermediate
+    x = spec.expert
+    config = GptOssConfig(
+        num_local_experts=e,
+        num_experts_per_tok=spec.top_k,
+        hidden_size=h,
+        intermediate_size=i,
+        swiglu_alpha=x.swiglu_alpha,
+        swiglu_limit=x.swiglu_limit,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        head_dim=4,
+    )
+    with torch.device("meta"):
+        module = GptOssExperts(config)
+    b1 = weights.b1 if weights.b1 is not None else weights.w1.new_zeros(e, 2 * i)
+    b2 = weights.b2 if weights.b2 is not None else weights.w2.new_zeros(e, h)
+    interleave = lambda t: t.view(e, 2, i, *t.shape[2:]).transpose(1, 2).reshape(t.shape)  # noqa: E731
+    params = {
+        "gate_up_proj": interleave(weights.w1).transpose(1, 2),  # [E, H, 2I]: column 2j gate j, 2j+1 up j
+        "gate_up_proj_bias": interleave(b1),  # [E, 2I]
+        "down_proj": weights.w2.transpose(1, 2),  # [E, I, H]
+        "down_proj_bias": b2,  # [E, H]
+    }
+    for name, tensor in params.items():
+        setattr(module, name, torch.nn.Parameter(tensor, requires_grad=False))
+    return module.eval()
+
+
 def experts_implementation_for(weights: MoEWeights, config: dict | None) -> str:
     """HF dispatch name: config's choice, else grouped_mm when the shape allows it, else eager."""
     chosen = ((config or {}).get("experts") or {}).get("experts_implementation")
@@ -106,10 +164,17 @@ def experts_implementation_for(weights: MoEWeights, config: dict | None) -> str:
     dtypes=(torch.float32, torch.float16, torch.bfloat16),
     graph_safe=True,  # grouped_mm on CUDA bf16 sm80+ (HF counts with histc); eager/fallbacks sync: capture fails
     extra_check=_version_problem,
+    spec_check=_gpt_oss_reason,
+    features=ROUTING_ONLY | {"expert.bias", "expert.swiglu_alpha", "expert.swiglu_limit", "expert.swiglu_up_offset"},
+    features_note="transformers' experts modules have no shared experts and weight expert outputs only",
 )
 def hf_experts(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None, routing=None) -> torch.Tensor:
-    name = experts_implementation_for(weights, config)
-    module = weights.derived(f"hf_experts/{name}", lambda w: _build_module(w, name))
+    if weights.spec.expert.plain_swiglu and not weights.spec.expert.bias:
+        name = experts_implementation_for(weights, config)
+        module = weights.derived(f"hf_experts/{name}", lambda w: _build_module(w, name))
+    else:
+        name = "GptOssExperts (eager)"
+        module = weights.derived("hf_experts/gpt_oss", _build_gpt_oss)
     topk_weights, topk_ids = route_unless_given(x, weights, routing)  # [T, k] fp32, [T, k] int64
     record_stat("hf_experts_implementation", name)
     with torch.no_grad():

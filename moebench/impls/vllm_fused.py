@@ -13,6 +13,7 @@ import torch
 from moebench.errors import MoEInputError
 from moebench.registry import register
 from moebench.routing import route_unless_given
+from moebench.spec import ROUTING_ONLY
 from moebench.weights import MoEWeights
 
 
@@ -30,6 +31,8 @@ def _fused_experts():
     dtypes=(torch.float32, torch.float16, torch.bfloat16),
     devices=("cuda",),
     graph_safe=True,
+    features=ROUTING_ONLY,  # the routing is ours (moebench.routing): every option that only shapes it
+    features_note="fused_experts is called here without biases, SwiGLU options, input weighting or shared experts",
 )
 def vllm_fused(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None, routing=None) -> torch.Tensor:
     spec = weights.spec

@@ -1,0 +1,72 @@
+"""Every torch implementation against the fp64 reference on the tiny presets of the new options (shared
+experts, groups with selection bias, gpt-oss experts, input weighting), forward at T in {0, 1, 7, 333} in
+fp32 and bf16, and gradients of every parameter (biases and shared experts included)."""
+
+import pytest
+import torch
+
+from moebench import registry
+from moebench.gradparity import run_grad_case
+from moebench.parity import Case, run_case
+from moebench.presets import get_preset
+from moebench.stats import SHARED_STAT, collect_stats
+from moebench.weights import random_inputs, random_weights
+
+OPTION_PRESETS = ("tiny-shared", "tiny-groups", "tiny-oss", "tiny-input-scaled")
+TORCH_IMPLS = ("naive_loop", "padded_batch", "padded_batch_capacity", "grouped_mm", "hf_experts")
+HONOURS_ALL = ("naive_loop", "padded_batch", "padded_batch_capacity", "grouped_mm")
+SEED = 20250916
+
+
+def _impl(name: str) -> registry.ImplInfo:
+    info = registry.get(name)
+    ok, reason = info.available("cpu")
+    if not ok:
+        pytest.skip(reason)
+    return info
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+@pytest.mark.parametrize("tokens", [0, 1, 7, 333])
+@pytest.mark.parametrize("preset", OPTION_PRESETS)
+@pytest.mark.parametrize("name", TORCH_IMPLS)
+def test_forward_matches_the_reference(name, preset, tokens, dtype):
+    info, spec = _impl(name), get_preset(preset, dtype)
+    refused = info.spec_unsupported(spec)
+    if refused:
+        assert name not in HONOURS_ALL, refused
+        pytest.skip(refused)
+    outcome = run_case(info, spec, Case(f"T={tokens}", tokens), "cpu", seed=SEED + tokens)
+    assert outcome.ok, outcome.error or outcome.result.message
+
+
+@pytest.mark.parametrize("preset", OPTION_PRESETS)
+@pytest.mark.parametrize("name", ["naive_loop", "padded_batch", "grouped_mm"])
+def test_gradients_of_every_parameter(name, preset):
+    info, spec = _impl(name), get_preset(preset, "fp32")
+    outcome = run_grad_case(info, spec, Case("T=7", 7), "cpu", seed=SEED)
+    assert outcome.ok, outcome.summary()
+    assert set(outcome.names) == {"x", *random_weights(spec).parameter_names()}
+    assert len(outcome.names) > 4 or spec.shared.count == 0  # biases / shared experts are checked too
+
+
+def test_the_forward_gate_fails_a_layer_that_skips_an_option():
+    """A deliberately wrong implementation (drops the shared experts) fails the gate on tiny-shared."""
+    name = "test_no_shared"
+    naive = registry.get("naive_loop")
+    registry.register(name, kind="loop", description="naive_loop without shared experts", features=naive.features)(
+        lambda x, w, **kw: naive.fn(x, w.with_tensors(shared_w2=torch.zeros_like(w.shared_w2)), **kw)
+    )
+    try:
+        outcome = run_case(registry.get(name), get_preset("tiny-shared", "fp32"), Case("T=7", 7), "cpu", seed=1)
+        assert outcome.result is not None and not outcome.ok
+    finally:
+        registry.unregister(name)
+
+
+@pytest.mark.parametrize("preset, path", [("tiny-groups", "grouped GEMMs"), ("tiny-shared", "dense GEMM pair")])
+def test_grouped_mm_says_how_it_ran_the_shared_experts(preset, path):
+    info, spec = _impl("grouped_mm"), get_preset(preset, "fp32")
+    with collect_stats() as stats:
+        info(random_inputs(spec, 5), random_weights(spec))
+    assert stats[SHARED_STAT].startswith(path)
