@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from moebench.spec import MoESpec
+from moebench.stats import SHARED_STAT, record_stat
 from moebench.weights import MoEWeights
 
 
@@ -98,6 +99,8 @@ def shared_experts(
 
 
 # -- what the torch implementations share around the expert FFN ---------------------------------------------
+DENSE_SHARED = "dense GEMM pair per shared expert"  # how add_shared_experts runs them (stat SHARED_STAT)
+
 def expert_inputs(spec: MoESpec, x_rows: torch.Tensor, pair_weights: torch.Tensor) -> torch.Tensor:
     """The rows [n, H] of (token, slot) pairs as their experts see them: times the router weight [n] under
     weight_on='input' (Llama-4; in fp32, rounded once to x's dtype), unchanged otherwise."""
@@ -119,7 +122,9 @@ def expert_biases(weights: MoEWeights, experts) -> tuple[torch.Tensor | None, to
 
 
 def add_shared_experts(acc: torch.Tensor, x: torch.Tensor, weights: MoEWeights) -> torch.Tensor:
-    """acc [T, H] fp32 plus the shared experts' output (computed in x's dtype); acc unchanged without any."""
+    """acc [T, H] fp32 plus the shared experts' output (computed in x's dtype, a dense GEMM pair per shared
+    expert, recorded as stat SHARED_STAT for the bench row); acc unchanged without any."""
     if weights.spec.shared.count:
+        record_stat(SHARED_STAT, DENSE_SHARED)
         acc += shared_experts(weights.spec, x, weights.shared_w1, weights.shared_w2, weights.shared_gate)
     return acc

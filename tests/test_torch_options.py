@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from moebench import registry
+from moebench.activations import DENSE_SHARED
 from moebench.gradparity import run_grad_case
+from moebench.layer_options import ExpertSpec, SharedSpec
 from moebench.parity import Case, run_case
 from moebench.presets import get_preset
 from moebench.stats import SHARED_STAT, collect_stats
@@ -14,7 +16,7 @@ from moebench.weights import random_inputs, random_weights
 
 OPTION_PRESETS = ("tiny-shared", "tiny-groups", "tiny-oss", "tiny-input-scaled")
 TORCH_IMPLS = ("naive_loop", "padded_batch", "padded_batch_capacity", "grouped_mm", "hf_experts")
-HONOURS_ALL = ("naive_loop", "padded_batch", "padded_batch_capacity", "grouped_mm")
+HONOURS_ALL = TORCH_IMPLS  # each of them honours every option of these presets
 SEED = 20250916
 
 
@@ -64,9 +66,46 @@ def test_the_forward_gate_fails_a_layer_that_skips_an_option():
         registry.unregister(name)
 
 
-@pytest.mark.parametrize("preset, path", [("tiny-groups", "grouped GEMMs"), ("tiny-shared", "dense GEMM pair")])
-def test_grouped_mm_says_how_it_ran_the_shared_experts(preset, path):
-    info, spec = _impl("grouped_mm"), get_preset(preset, "fp32")
+@pytest.mark.parametrize(
+    "name, preset, path",
+    [
+        ("grouped_mm", "tiny-groups", "grouped GEMMs"),  # shared intermediate == I: extra experts
+        ("grouped_mm", "tiny-shared", DENSE_SHARED),  # another size: a dense pair
+        ("naive_loop", "tiny-groups", DENSE_SHARED),
+        ("padded_batch_capacity", "tiny-input-scaled", DENSE_SHARED),
+    ],
+)
+def test_the_implementation_says_how_it_ran_the_shared_experts(name, preset, path):
+    info, spec = _impl(name), get_preset(preset, "fp32")
     with collect_stats() as stats:
         info(random_inputs(spec, 5), random_weights(spec))
     assert stats[SHARED_STAT].startswith(path)
+
+
+def test_vllm_fused_refuses_what_it_is_not_fed_with_the_reason():
+    """Declared capabilities only (vLLM does not run here): routing options are ours, the rest is refused."""
+    info = registry.get("vllm_fused")
+    assert info.spec_unsupported(get_preset("tiny-groups", "bf16").replace(shared=SharedSpec())) is None
+    for preset, option in [("tiny-shared", "shared"), ("tiny-oss", "expert.bias"), ("tiny-input-scaled", "weight_on")]:
+        reason = info.spec_unsupported(get_preset(preset, "bf16"))
+        assert reason and option in reason and "vllm_fused does not honour" in reason, reason
+    assert "'swiglu' only" in info.spec_unsupported(get_preset("tiny-gelu", "bf16"))
+
+
+@pytest.mark.parametrize(
+    "changes, reason",
+    [
+        (dict(activation="gelu", shared=SharedSpec(1, 8)), "Qwen2MoeMLP"),
+        (
+            dict(
+                expert=ExpertSpec(swiglu_alpha=1.702, swiglu_limit=7.0, swiglu_up_offset=1.0), shared=SharedSpec(1, 8)
+            ),
+            "Qwen2MoeMLP",
+        ),
+        (dict(expert=ExpertSpec(swiglu_alpha=1.702, swiglu_up_offset=1.0)), "always clamps"),
+        (dict(expert=ExpertSpec(swiglu_limit=7.0)), "always adds 1"),
+    ],
+)
+def test_hf_experts_refuses_what_transformers_cannot_express(changes, reason):
+    refused = registry.get("hf_experts").spec_unsupported(get_preset("tiny", "fp32").replace(**changes))
+    assert refused and reason in refused, refused

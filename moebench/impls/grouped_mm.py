@@ -187,10 +187,10 @@ def grouped_mm(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None, r
         y = y + layout.b2[sorted_expert]
     acc = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
     acc.index_add_(0, token_of_pair, y[:, : spec.hidden].float() * out_w.reshape(-1)[order, None])
-    if spec.shared.count:
-        record_stat(SHARED_STAT, "grouped GEMMs (as extra experts)" if layout.shared_grouped else "dense GEMM pair")
-        if not layout.shared_grouped:
-            add_shared_experts(acc, x, weights)
+    if layout.shared_grouped:
+        record_stat(SHARED_STAT, "grouped GEMMs (as extra experts)")
+    else:
+        add_shared_experts(acc, x, weights)
     if out is None:
         return acc.to(x.dtype)
     return out.copy_(acc)
