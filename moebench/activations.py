@@ -101,6 +101,7 @@ def shared_experts(
 # -- what the torch implementations share around the expert FFN ---------------------------------------------
 DENSE_SHARED = "dense GEMM pair per shared expert"  # how add_shared_experts runs them (stat SHARED_STAT)
 
+
 def expert_inputs(spec: MoESpec, x_rows: torch.Tensor, pair_weights: torch.Tensor) -> torch.Tensor:
     """The rows [n, H] of (token, slot) pairs as their experts see them: times the router weight [n] under
     weight_on='input' (Llama-4; in fp32, rounded once to x's dtype), unchanged otherwise."""

@@ -203,13 +203,14 @@ def experts_implementation_for(weights: MoEWeights, config: dict | None) -> str:
 @register(
     "hf_experts",
     kind="peer",
-    description="Hugging Face transformers v5 experts module (MixtralExperts / NemotronHExperts), default grouped_mm",
+    description="Hugging Face transformers v5 experts modules (Mixtral/NemotronH/GptOss experts), default grouped_mm",
     requires=("transformers",),
     dtypes=(torch.float32, torch.float16, torch.bfloat16),
     graph_safe=True,  # grouped_mm on CUDA bf16 sm80+ (HF counts with histc); eager/fallbacks sync: capture fails
     extra_check=_version_problem,
     spec_check=_spec_reason,
     features=FEATURES,
+    features_note="biases / SwiGLU options only as gpt-oss's (clamped, up + 1); shared experts only with plain SwiGLU",
 )
 def hf_experts(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None, routing=None) -> torch.Tensor:
     if weights.spec.expert.plain_swiglu and not weights.spec.expert.bias:
