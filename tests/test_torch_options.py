@@ -7,7 +7,7 @@ import torch
 
 from moebench import registry
 from moebench.activations import DENSE_SHARED
-from moebench.gradparity import run_grad_case
+from moebench.gradparity import KINK_NOTE, run_grad_case
 from moebench.layer_options import ExpertSpec, SharedSpec
 from moebench.parity import Case, run_case
 from moebench.presets import get_preset
@@ -109,3 +109,27 @@ def test_vllm_fused_refuses_what_it_is_not_fed_with_the_reason():
 def test_hf_experts_refuses_what_transformers_cannot_express(changes, reason):
     refused = registry.get("hf_experts").spec_unsupported(get_preset("tiny", "fp32").replace(**changes))
     assert refused and reason in refused, refused
+
+
+@pytest.mark.parametrize("seed, second_reading", [(SEED, False), (1, True)])
+@pytest.mark.parametrize("name", ["naive_loop", "grouped_mm"])
+def test_bf16_gradients_of_the_clamped_swiglu(name, seed, second_reading):
+    """16-bit rounding moves some h1 across the clamp's limit; the gate reads h1 both ways (gradparity). Seed 1
+    is a draw where only the second reading (h1 rounded to bf16 before the activation) passes."""
+    outcome = run_grad_case(_impl(name), get_preset("tiny-oss", "bf16"), Case("T=333", 333), "cpu", seed=seed)
+    assert outcome.ok, outcome.summary()
+    assert any(KINK_NOTE in r.message for r in outcome.results.values()) == second_reading
+
+
+def test_the_second_reading_of_the_clamp_does_not_pass_a_wrong_gradient():
+    """A layer whose down projection is 10% off fails the bf16 gradient gate on tiny-oss under either reading."""
+    name = "test_wrong_w2"
+    naive = registry.get("naive_loop")
+    registry.register(name, kind="loop", description="naive_loop, w2 10% off", backward=True, features=naive.features)(
+        lambda x, w, **kw: naive.fn(x, w.with_tensors(w2=w.w2 * 1.1), **kw)
+    )
+    try:
+        outcome = run_grad_case(registry.get(name), get_preset("tiny-oss", "bf16"), Case("T=333", 333), "cpu", seed=1)
+        assert outcome.error is None and not outcome.ok, outcome.summary()
+    finally:
+        registry.unregister(name)
