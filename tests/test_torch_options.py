@@ -1,12 +1,14 @@
 """Every torch implementation against the fp64 reference on the tiny presets of the new options (shared
 experts, groups with selection bias, gpt-oss experts, input weighting), forward at T in {0, 1, 7, 333} in
-fp32 and bf16, and gradients of every parameter (biases and shared experts included)."""
+fp32 and bf16, and gradients of every parameter (biases and shared experts included); what hf_experts and
+vllm_fused refuse, with the reason; and how each implementation ran the shared experts (the bench row's note)."""
 
 import pytest
 import torch
 
 from moebench import registry
 from moebench.activations import DENSE_SHARED
+from moebench.errors import MoEInputError
 from moebench.gradparity import KINK_NOTE, run_grad_case
 from moebench.layer_options import ExpertSpec, SharedSpec
 from moebench.parity import Case, run_case
@@ -133,3 +135,21 @@ def test_the_second_reading_of_the_clamp_does_not_pass_a_wrong_gradient():
         assert outcome.error is None and not outcome.ok, outcome.summary()
     finally:
         registry.unregister(name)
+
+
+def test_hf_experts_refuses_a_gpt_oss_module_that_ignores_the_spec_swiglu(monkeypatch):
+    """A transformers version whose GptOssExperts fixed alpha at 1.702 would compute another layer: refused."""
+    info = _impl("hf_experts")
+    from transformers.models.gpt_oss import modeling_gpt_oss
+
+    init = modeling_gpt_oss.GptOssExperts.__init__
+
+    def fixed_alpha(self, config):
+        init(self, config)
+        self.alpha = 1.702
+
+    monkeypatch.setattr(modeling_gpt_oss.GptOssExperts, "__init__", fixed_alpha)
+    spec = get_preset("tiny-oss", "fp32")
+    spec = spec.replace(expert=ExpertSpec(swiglu_alpha=1.5, swiglu_limit=2.0, swiglu_up_offset=1.0, bias=True))
+    with pytest.raises(MoEInputError, match="GptOssExperts does not take them"):
+        info(random_inputs(spec, 3), random_weights(spec))

@@ -140,6 +140,11 @@ def _build_gpt_oss(weights: MoEWeights) -> torch.nn.Module:
     )
     with torch.device("meta"):
         module = GptOssExperts(config)
+    if (getattr(module, "alpha", None), getattr(module, "limit", None)) != (x.swiglu_alpha, x.swiglu_limit):
+        raise MoEInputError(  # never a silently different SwiGLU (a transformers version that fixes them)
+            f"expert.swiglu_alpha/limit: this transformers' GptOssExperts does not take them from its config "
+            f"(got alpha={getattr(module, 'alpha', None)}, limit={getattr(module, 'limit', None)})"
+        )
     b1 = weights.b1 if weights.b1 is not None else weights.w1.new_zeros(e, 2 * i)
     b2 = weights.b2 if weights.b2 is not None else weights.w2.new_zeros(e, h)
     interleave = lambda t: t.view(e, 2, i, *t.shape[2:]).transpose(1, 2).reshape(t.shape)  # noqa: E731
