@@ -33,9 +33,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _refused(info: registry.ImplInfo) -> str:
+    """The options `info` refuses, with the reason; or, when it takes them all, its limits on combining them."""
     refused = info.refused_features
     if not refused:
-        return "-"
+        return info.features_note or "-"
     what = "every spec option" if len(refused) == len(FEATURES) else ", ".join(refused)
     return what + (f" ({info.features_note})" if info.features_note else "")
 
