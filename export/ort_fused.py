@@ -14,17 +14,22 @@ The op's contract (onnxruntime 1.32 schema, checked against its CPU kernel, moe_
   activation_type "gelu" is the tanh approximation (measured: matches tanh-GELU to 2e-7, exact
        GELU only to 2e-4), so specs with exact GELU are refused rather than silently changed.
 
-Routing mapped onto a softmax-only op:
-  softmax scoring:            router_probs = logits, normalize_routing_weights = renormalize.
-  sigmoid scoring + renorm:   router_probs = log(sigmoid(logits)). Softmax of log-sigmoids is
-       sigmoid(l_i) / sum_all sigmoid(l_j): same order (top-k unchanged), and after the op's
-       renormalisation sigmoid(l_i) / sum_topk sigmoid(l_j), exactly the renormalised sigmoid
-       weights (DeepSeek-V3, tiny-many).
-  sigmoid scoring, no renorm: the per-token factor sum_all sigmoid(l_j) cannot be undone inside
-       the op: refused with MoEInputError.
-Router logits are computed in fp32 (like moebench.routing) and cast to the op's type T, so in
-fp16/bf16 the op routes on rounded logits: near-ties can pick a different expert than the fp32
-router would (rare; seen as one token off in parity).
+Routing: the op would run its own softmax and top-k on its router input, in the op's type T (so in
+fp16/bf16 on rounded logits), and it breaks exact ties towards the higher index (measured: of two
+equal logits it takes the second) where ONNX TopK, and torch.topk on a tied pair, take the lower.
+So the experts are selected before the op, by the portable graph's router (export/routing_graph.py:
+fp32 scores, ONNX TopK, lower index first), and the op is handed
+
+    router_probs = log(w / max_k w) for the k chosen experts, NOT_CHOSEN (-30000) for the others,
+
+with w the fp32 routing weights (renormalised or not), and normalize_routing_weights=1. The op's
+top-k then has exactly k candidates above -30000 and must take them, whatever its tie-breaking
+(exact: a choice cannot move); its softmax over them gives w_i / sum_k w, the renormalised weights.
+Without renormalisation the op's output is multiplied by sum_k w per token, which gives back the
+unnormalised weights: that also expresses sigmoid scoring without renormalisation. The log-ratios
+are in [-104, 0], so rounding them to fp16/bf16 costs a relative weight error of about
+|log(w / max w)| * unit roundoff (the old router input, raw logits cast to T, cost |logit| * unit
+roundoff and could reorder near-equal logits).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import re
 
 import onnx
 import torch
-from onnx import TensorProto, helper
+from onnx import helper
 
 from moebench.errors import MoEInputError
 from moebench.export.graph_common import (
@@ -44,9 +49,11 @@ from moebench.export.graph_common import (
     initializer,
     make_model,
     onnx_dtype,
+    scalar_const,
     spec_metadata,
     token_tensor_info,
 )
+from moebench.export.routing_graph import dense_routing, node_adder, routing_initializers
 from moebench.spec import MoESpec
 from moebench.weights import MoEWeights
 
@@ -54,15 +61,11 @@ FLAVOR = "ort-fused"
 MS_DOMAIN = "com.microsoft"
 LAYOUT_CANONICAL = "fc1[E,G*I,H] fc2[E,H,I]"  # onnxruntime >= 1.2x schema (1.32 here)
 LAYOUT_TRANSPOSED = "fc1[E,H,G*I] fc2[E,I,H]"  # older releases' documented layout
+NOT_CHOSEN = -30000.0  # router input of the experts not chosen: finite in fp16, exp() of it is 0
 
 
 def unsupported_reason(spec: MoESpec) -> str | None:
     """Why com.microsoft.MoE cannot compute this spec exactly, or None when it can."""
-    if spec.router.scoring == "sigmoid" and not spec.router.renormalize:
-        return (
-            "router: com.microsoft.MoE applies softmax to its router input; sigmoid scoring without "
-            "renormalisation cannot be expressed (sigmoid+renormalize can); use --flavor portable"
-        )
     if spec.activation == "gelu":
         return (
             "activation: com.microsoft.MoE's 'gelu' is the tanh approximation but the spec's gelu is exact "
@@ -96,7 +99,7 @@ def fused_weight_layout() -> str:
 
 
 def fused_weights(weights: MoEWeights, layout: str | None = None) -> dict[str, torch.Tensor]:
-    """Canonical weights in the op's layout: fc1 rows interleaved [g0,u0,g1,u1,...] for swiglu."""
+    """Canonical expert weights in the op's layout: fc1 rows interleaved [g0,u0,g1,u1,...] for swiglu."""
     spec = weights.spec
     layout = layout or fused_weight_layout()
     e, _, h, i = spec.shape
@@ -108,49 +111,49 @@ def fused_weights(weights: MoEWeights, layout: str | None = None) -> dict[str, t
     if layout == LAYOUT_TRANSPOSED:
         w1, w2 = w1.transpose(1, 2), w2.transpose(1, 2)
     return {
-        "router_t": weights.router.detach().cpu().to(torch.float32).t().contiguous(),  # [H, E] fp32
         "fc1": w1.contiguous(),
         "fc2": w2.contiguous(),
     }
 
 
 def build_ort_fused(weights: MoEWeights, *, impl: str = "naive_loop", opset: int = MIN_OPSET) -> onnx.ModelProto:
-    """Router MatMul (fp32) -> [log-sigmoid] -> Cast -> com.microsoft.MoE. Raises for specs it cannot express."""
+    """fp32 router (chooses the experts) -> router input that forces that choice -> com.microsoft.MoE.
+    Raises for specs it cannot express."""
     spec = weights.spec
     check_export_args(spec, opset)
     check_supported(spec)
     dt = spec.dtype
     layout = fused_weight_layout()
     inits = [initializer(name, t) for name, t in fused_weights(weights, layout).items()]
-    nodes = []
-    x32 = INPUT_NAME
+    inits += routing_initializers(weights)
+    inits.append(scalar_const("not_chosen", NOT_CHOSEN, torch.float32))
+    nodes: list[onnx.NodeProto] = []
+    node = node_adder(nodes)
+    combine = dense_routing(spec, node)  # [T, E] fp32: the k weights at the chosen experts, 0 elsewhere
+    node("ReduceMax", [combine, "axis_last"], ["combine_max"], keepdims=1)
+    node("Div", [combine, "combine_max"], ["combine_ratio"])
+    node("Log", ["combine_ratio"], ["log_ratio"])  # -inf where not chosen (replaced next)
+    node("Greater", [combine, "zero_f32"], ["is_chosen"])
+    probs = node("Where", ["is_chosen", "log_ratio", "not_chosen"], ["router_probs_f32"])[0]
     if dt != torch.float32:
-        nodes.append(helper.make_node("Cast", [INPUT_NAME], ["x_f32"], name="x_f32_Cast", to=TensorProto.FLOAT))
-        x32 = "x_f32"
-    nodes.append(helper.make_node("MatMul", [x32, "router_t"], ["logits"], name="router_MatMul"))
-    probs = "logits"
-    if spec.router.scoring == "sigmoid":
-        # log(sigmoid(l)) = -softplus(-l): stable for large |l|
-        nodes.append(helper.make_node("Neg", ["logits"], ["neg_logits"], name="neg_logits_Neg"))
-        nodes.append(helper.make_node("Softplus", ["neg_logits"], ["softplus_neg"], name="softplus_neg_Softplus"))
-        nodes.append(helper.make_node("Neg", ["softplus_neg"], ["log_sigmoid"], name="log_sigmoid_Neg"))
-        probs = "log_sigmoid"
-    if dt != torch.float32:
-        nodes.append(helper.make_node("Cast", [probs], ["router_probs"], name="router_probs_Cast", to=onnx_dtype(dt)))
-        probs = "router_probs"
+        probs = node("Cast", [probs], ["router_probs"], to=onnx_dtype(dt))[0]
     attrs = {
         "k": spec.top_k,
-        "normalize_routing_weights": int(spec.router.renormalize),
+        "normalize_routing_weights": 1,  # softmax over the k chosen log-ratios: w_i / sum_k w
         "use_sparse_mixer": 0,
         "activation_type": spec.activation,  # swiglu | relu (gelu refused above)
     }
     if spec.gated:
         attrs.update(swiglu_fusion=1, activation_alpha=1.0, activation_beta=0.0)  # plain silu(g)*u, no clamp
+    moe_out = OUTPUT_NAME if spec.router.renormalize else "moe_out"
     nodes.append(
-        helper.make_node(
-            "MoE", [INPUT_NAME, probs, "fc1", "", "fc2"], [OUTPUT_NAME], name="MoE", domain=MS_DOMAIN, **attrs
-        )
+        helper.make_node("MoE", [INPUT_NAME, probs, "fc1", "", "fc2"], [moe_out], name="MoE", domain=MS_DOMAIN, **attrs)
     )
+    if not spec.router.renormalize:  # back to the unnormalised weights: times sum_k w per token
+        mass = node("ReduceSum", [combine, "axis_last"], ["routed_mass_f32"], keepdims=1)[0]
+        if dt != torch.float32:
+            mass = node("Cast", [mass], ["routed_mass"], to=onnx_dtype(dt))[0]
+        node("Mul", [moe_out, mass], [OUTPUT_NAME])
     graph = helper.make_graph(
         nodes,
         "moebench_moe_ort_fused",
@@ -164,7 +167,8 @@ def build_ort_fused(weights: MoEWeights, *, impl: str = "naive_loop", opset: int
         impl=impl,
         extra={
             "weights_layout": f"router_t [H,E] fp32; {layout}; swiglu rows interleaved (swiglu_fusion=1)",
-            "router_input": "log-sigmoid logits" if spec.router.scoring == "sigmoid" else "logits",
+            "router_input": "log(w / max w) of the fp32 router's top-k, -30000 elsewhere"
+            + ("" if spec.router.renormalize else "; output times sum_k w"),
         },
     )
     return make_model(graph, opset=opset, metadata=meta, extra_domains={MS_DOMAIN: 1})

@@ -3,10 +3,7 @@
 One lowering for every implementation: it is built from the spec and the canonical weights,
 never traced, so no example's routing is baked in. Data flow (T tokens, compute dtype D):
 
-    logits  = MatMul(Cast(x, f32), router^T)                      [T, E]   fp32 (like moebench.routing)
-    scores  = Softmax | Sigmoid(logits)                            [T, E]   fp32
-    w, ids  = TopK(scores, k)  (-> w / ReduceSum(w) if renorm)     [T, k]
-    combine = ReduceSum(Where(ids[..., None] == arange(E), w, 0))  [T, E]   dense, no scatter
+    combine = the router, export/routing_graph.py                   [T, E]   fp32, dense, no scatter
     h       = MatMul(x, W1cat)      W1cat = [H, E*G*I]              [T, E*G*I]  all experts at once
     a       = act(h viewed [T, E, G*I])                             [T, E, I]
     y       = MatMul((a * combine[..., None]) viewed [T, E*I], W2cat)  [T, H]  (the sum over E is the GEMM's K loop)
@@ -29,7 +26,7 @@ import math
 
 import onnx
 import torch
-from onnx import TensorProto, helper
+from onnx import helper
 
 from moebench.export.graph_common import (
     INPUT_NAME,
@@ -44,22 +41,22 @@ from moebench.export.graph_common import (
     spec_metadata,
     token_tensor_info,
 )
+from moebench.export.routing_graph import dense_routing, node_adder, routing_initializers
 from moebench.weights import MoEWeights
 
 FLAVOR = "portable"
 
 
 def portable_weights(weights: MoEWeights) -> dict[str, torch.Tensor]:
-    """The canonical weights re-laid out for the portable graph (values unchanged).
+    """The canonical expert weights re-laid out for the portable graph (values unchanged; the router's
+    are export/routing_graph.py's).
 
-    router_t: [H, E] fp32 (exact upcast; routing runs in fp32 like moebench.routing)
     w1_cat:   [H, E*G*I] spec dtype, column block e = expert e's [gate; up] rows, transposed
     w2_cat:   [E*I, H]   spec dtype, row block e = expert e's w2 transposed
     """
     spec = weights.spec
     e, h, i, g = spec.num_experts, spec.hidden, spec.intermediate, spec.w1_rows // spec.intermediate
     return {
-        "router_t": weights.router.detach().cpu().to(torch.float32).t().contiguous(),
         "w1_cat": weights.w1.detach().cpu().permute(2, 0, 1).reshape(h, e * g * i).contiguous(),
         "w2_cat": weights.w2.detach().cpu().permute(0, 2, 1).reshape(e * i, h).contiguous(),
     }
@@ -88,36 +85,15 @@ def build_portable(weights: MoEWeights, *, impl: str = "naive_loop", opset: int 
     gi = spec.w1_rows
     nodes: list[onnx.NodeProto] = []
     inits = [initializer(name, t) for name, t in portable_weights(weights).items()]
+    inits += routing_initializers(weights)
     inits += [
-        int64_const("k", [k]),
-        int64_const("expert_ids", list(range(e))),
-        int64_const("axis_last", [-1]),
-        int64_const("axis_slot", [1]),
         int64_const("shape_t_e_gi", [0, e, gi]),  # 0 copies T (works at T=0, unlike -1)
         int64_const("shape_t_ei", [0, e * i]),
-        scalar_const("zero_f32", 0.0, torch.float32),
     ]
-
-    def node(op: str, inputs: list[str], outputs: list[str], **attrs) -> list[str]:
-        nodes.append(helper.make_node(op, inputs, outputs, name=f"{outputs[0]}_{op}", **attrs))
-        return outputs
-
-    # --- routing, fp32 --------------------------------------------------------------------
-    x32 = INPUT_NAME if dt == torch.float32 else node("Cast", [INPUT_NAME], ["x_f32"], to=TensorProto.FLOAT)[0]
-    node("MatMul", [x32, "router_t"], ["logits"])
-    node("Softmax" if spec.router.scoring == "softmax" else "Sigmoid", ["logits"], ["scores"], **_softmax_axis(spec))
-    node("TopK", ["scores", "k"], ["topk_w_raw", "topk_ids"], axis=-1, largest=1, sorted=1)
-    topk_w = "topk_w_raw"
-    if spec.router.renormalize:
-        node("ReduceSum", ["topk_w_raw", "axis_last"], ["topk_w_sum"], keepdims=1)
-        topk_w = node("Div", ["topk_w_raw", "topk_w_sum"], ["topk_w"])[0]
-    # dense [T, E] combine weights without scatter: ids[T, k, 1] == arange(E) -> [T, k, E]
-    node("Unsqueeze", ["topk_ids", "axis_last"], ["topk_ids_3d"])
-    node("Equal", ["topk_ids_3d", "expert_ids"], ["chosen"])
-    node("Unsqueeze", [topk_w, "axis_last"], ["topk_w_3d"])
-    node("Where", ["chosen", "topk_w_3d", "zero_f32"], ["slot_weights"])
-    node("ReduceSum", ["slot_weights", "axis_slot"], ["combine_f32"], keepdims=0)
-    combine = "combine_f32" if dt == torch.float32 else node("Cast", ["combine_f32"], ["combine"], to=d)[0]
+    node = node_adder(nodes)
+    combine = dense_routing(spec, node)  # [T, E] fp32
+    if dt != torch.float32:
+        combine = node("Cast", [combine], ["combine"], to=d)[0]
 
     # --- all experts' FFNs as two 2-D GEMMs, compute dtype D ---------------------------------
     node("MatMul", [INPUT_NAME, "w1_cat"], ["h1_flat"])
@@ -145,10 +121,6 @@ def build_portable(weights: MoEWeights, *, impl: str = "naive_loop", opset: int 
         },
     )
     return make_model(graph, opset=opset, metadata=meta)
-
-
-def _softmax_axis(spec) -> dict:
-    return {"axis": -1} if spec.router.scoring == "softmax" else {}
 
 
 def _activation(spec, h1: str, node, inits: list) -> str:

@@ -18,6 +18,7 @@ gradient on rounding alone. Gentler steering keeps the case's routing and a reso
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import secrets
 from dataclasses import dataclass, field
@@ -147,14 +148,7 @@ def _not_counted_if_ill_conditioned(name: str, case: Case, spec: MoESpec, result
         and not result.ok
         and math.isfinite(result.rel_l2)
     ):
-        return ParityResult(
-            True,
-            result.rel_l2,
-            result.max_abs,
-            result.worst_index,
-            result.tolerance,
-            f"{result.message} [{ILL_CONDITIONED_NOTE}]",
-        )
+        return dataclasses.replace(result, ok=True, message=f"{result.message} [{ILL_CONDITIONED_NOTE}]")
     return result
 
 

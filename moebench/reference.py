@@ -9,25 +9,42 @@ from __future__ import annotations
 import torch
 
 from moebench.activations import apply_activation
-from moebench.routing import route
+from moebench.routing import route, router_logits, router_scores, weights_at
 from moebench.weights import MoEWeights
 
 
 def reference_moe(x: torch.Tensor, weights: MoEWeights, keep: torch.Tensor | None = None) -> torch.Tensor:
-    """x: [T, H] any float dtype -> [T, H] float64. Routing, FFN and combine all in fp64.
+    """x: [T, H] any float dtype -> [T, H] float64.
+
+    Expert selection comes from the fp32 router logits every implementation uses
+    (moebench.routing.route); the routing weights, FFN and combine are fp64. Selecting on fp64
+    logits instead would pick the other expert wherever two scores differ by less than fp32
+    rounding, and fail every implementation there; such near ties are accepted either way by the
+    parity gate (moebench.parity.ties).
 
     keep: optional [T, k] bool; pairs (token, slot) marked False contribute nothing. Only for
     checking implementations that document token dropping against the pairs they dropped.
     """
     spec = weights.spec
+    with torch.no_grad():
+        topk_ids = route(x, weights.router, spec)[1]
+    logits = router_logits(x, weights.router, compute_dtype=torch.float64)
+    topk_weights = weights_at(router_scores(logits, spec), topk_ids, spec)
+    if keep is not None:
+        topk_weights = topk_weights * keep.to(device=x.device, dtype=torch.float64)
+    return reference_from_routing(x, weights, topk_weights, topk_ids)
+
+
+def reference_from_routing(
+    x: torch.Tensor, weights: MoEWeights, topk_weights: torch.Tensor, topk_ids: torch.Tensor
+) -> torch.Tensor:
+    """The layer in fp64 for a given routing: x [T, H], topk_weights [T, k], topk_ids [T, k] -> [T, H]."""
+    spec = weights.spec
     x64 = x.to(torch.float64)
-    router = weights.router.to(torch.float64)
+    topk_weights = topk_weights.to(torch.float64)
     # expert weights are upcast one expert at a time: all of them in fp64 would not fit a GPU for
     # the large presets (deepseek-v3: 90 GB)
     w1, w2 = weights.w1, weights.w2
-    topk_weights, topk_ids = route(x64, router, spec, compute_dtype=torch.float64)
-    if keep is not None:
-        topk_weights = topk_weights * keep.to(device=x.device, dtype=torch.float64)
     out = torch.zeros_like(x64)
     for expert in range(spec.num_experts):
         token_idx, slot = torch.where(topk_ids == expert)

@@ -59,14 +59,28 @@ def route(
 
 
 def route_from_logits(logits: torch.Tensor, spec: MoESpec) -> tuple[torch.Tensor, torch.Tensor]:
+    weights, ids = torch.topk(router_scores(logits, spec), spec.top_k, dim=-1, sorted=True)
+    return _renormalized(weights, spec), ids
+
+
+def router_scores(logits: torch.Tensor, spec: MoESpec) -> torch.Tensor:
+    """[T, E] logits -> [T, E] scores, the values top-k selects on (and the weights come from)."""
     if spec.router.scoring == "softmax":
-        scores = torch.softmax(logits, dim=-1)
-    else:
-        scores = torch.sigmoid(logits)
-    weights, ids = torch.topk(scores, spec.top_k, dim=-1, sorted=True)
+        return torch.softmax(logits, dim=-1)
+    return torch.sigmoid(logits)
+
+
+def weights_at(scores: torch.Tensor, ids: torch.Tensor, spec: MoESpec) -> torch.Tensor:
+    """The k routing weights [T, k] of a given choice of experts `ids` [T, k] (not necessarily the
+    top-k of `scores`: the fp64 reference weighs the fp32 router's choice, or the other side of a
+    near tie, with fp64 scores)."""
+    return _renormalized(scores.gather(-1, ids), spec)
+
+
+def _renormalized(weights: torch.Tensor, spec: MoESpec) -> torch.Tensor:
     if spec.router.renormalize:
-        weights = weights / weights.sum(dim=-1, keepdim=True)
-    return weights, ids
+        return weights / weights.sum(dim=-1, keepdim=True)
+    return weights
 
 
 def sort_by_expert(topk_ids: torch.Tensor, num_experts: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -1,4 +1,5 @@
-"""ONNX Runtime fused flavour: com.microsoft.MoE contract, routing mapping, refusals, CPU parity."""
+"""ONNX Runtime fused flavour: com.microsoft.MoE contract, routing mapping, refusals, CPU parity.
+Exact and near ties: tests/test_ties.py."""
 
 import pytest
 import torch
@@ -21,8 +22,9 @@ from moebench.presets import get_preset  # noqa: E402
 from moebench.spec import RouterSpec  # noqa: E402
 from moebench.weights import random_weights  # noqa: E402
 
-# softmax presets, plus tiny-many: sigmoid + renormalise, expressed exactly through log-sigmoid logits
+# every tiny preset but tiny-gelu (exact GELU): softmax with and without renormalisation, sigmoid + renormalise
 EXPRESSIBLE = ("tiny", "tiny-odd", "tiny-k-eq-e", "tiny-relu", "tiny-many")
+SIGMOID_PLAIN = RouterSpec("sigmoid", renormalize=False)
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
@@ -47,13 +49,23 @@ def test_fused_attributes_give_plain_swiglu():
     assert attrs["activation_alpha"].f == 1.0 and attrs["activation_beta"].f == 0.0
     assert "swiglu_limit" not in attrs  # no clamp
     assert attrs["k"].i == 2 and attrs["normalize_routing_weights"].i == 1
-    assert list(moe.input) == ["x", "logits", "fc1", "", "fc2"]  # fp32: logits go in uncast
+    assert list(moe.input) == ["x", "router_probs_f32", "fc1", "", "fc2"]  # fp32: no cast of the router input
 
 
-def test_renormalize_maps_to_normalize_routing_weights():
-    model = build_ort_fused(random_weights(get_preset("tiny-odd", "fp32")))  # softmax, no renorm
+def test_experts_are_chosen_by_onnx_topk_before_the_op():
+    """The op's own top-k is left no choice: the router input is finite only at the k experts TopK chose."""
+    model = build_ort_fused(random_weights(get_preset("tiny-many", "fp16")))
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.index("TopK") < ops.index("Where") < ops.index("MoE")
+    assert "Softplus" not in ops
+
+
+@pytest.mark.parametrize("router", [RouterSpec("softmax", renormalize=False), SIGMOID_PLAIN])
+def test_no_renormalisation_scales_the_renormalised_output_back(router):
+    model = build_ort_fused(random_weights(get_preset("tiny-many", "fp32").replace(router=router)))
     moe = next(n for n in model.graph.node if n.op_type == "MoE")
-    assert next(a.i for a in moe.attribute if a.name == "normalize_routing_weights") == 0
+    assert next(a.i for a in moe.attribute if a.name == "normalize_routing_weights") == 1
+    assert [n.op_type for n in model.graph.node][-1] == "Mul" and list(moe.output) == ["moe_out"]
 
 
 def test_swiglu_rows_are_interleaved_from_canonical_gate_up():
@@ -66,22 +78,19 @@ def test_swiglu_rows_are_interleaved_from_canonical_gate_up():
     assert fused_weight_layout() == LAYOUT_CANONICAL  # onnxruntime installed here documents fc1 [E, G*I, H]
 
 
-def test_sigmoid_without_renorm_is_refused():
-    spec = get_preset("tiny-many", "fp32").replace(router=RouterSpec("sigmoid", renormalize=False))
-    assert "sigmoid" in unsupported_reason(spec)
-    with pytest.raises(MoEInputError, match="router: com.microsoft.MoE applies softmax"):
-        build_ort_fused(random_weights(spec))
+@pytest.mark.parametrize("dtype", ["fp32", "fp16"])
+def test_sigmoid_without_renorm_is_expressed(dtype):
+    spec = get_preset("tiny-many", dtype).replace(router=SIGMOID_PLAIN)
+    assert unsupported_reason(spec) is None
+    weights = random_weights(spec, seed=5)
+    results = check_cases(OrtMoE(build_ort_fused(weights), "cpu").run, weights, input_cases(weights, seed=6))
+    failed = [f"{r.case}: {r.error or r.result}" for r in results if not r.ok]
+    assert not failed, failed
 
 
 def test_exact_gelu_is_refused():
     with pytest.raises(MoEInputError, match="tanh approximation"):
         build_ort_fused(random_weights(get_preset("tiny-gelu", "fp32")))
-
-
-def test_sigmoid_renorm_uses_log_sigmoid_router_input():
-    model = build_ort_fused(random_weights(get_preset("tiny-many", "fp16")))
-    ops = [n.op_type for n in model.graph.node]
-    assert ops.index("Softplus") < ops.index("MoE")
 
 
 def test_fused_graph_is_flagged_for_tensorrt():
