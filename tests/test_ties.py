@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import DEVICE
+from runnable_impls import runnable_impls
 
 from moebench import registry
 from moebench.parity import Case, CaseOutcome, check_on, compare, expected_output, run_case
@@ -31,17 +31,6 @@ KINDS = {  # name -> (spec, kind, logit gap)
     "near-1e-6": (SOFTMAX, "near", 1e-6),
     "saturated-sigmoid": (SIGMOID, "saturated", 0.0),
 }
-
-
-def _runnable() -> list[tuple[str, str]]:
-    """(implementation, device) for every implementation that runs here: on the test device, or on
-    CPU tensors for the CPU-only ones (ONNX Runtime's CPU provider)."""
-    found = []
-    for info in registry.all_impls():
-        device = next((d for d in dict.fromkeys((DEVICE, "cpu")) if info.available(d)[0]), None)
-        if device is not None:
-            found.append((info.name, device))
-    return found
 
 
 def planted_tie(spec, kind: str, gap: float, device: str, seed: int = 0) -> tuple[MoEWeights, torch.Tensor]:
@@ -79,7 +68,7 @@ def _dtypes(info) -> list[torch.dtype]:
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
-@pytest.mark.parametrize(("name", "device"), _runnable())
+@pytest.mark.parametrize(("name", "device"), [(info.name, device) for info, device in runnable_impls()])
 def test_near_ties_pass_every_implementation(name, device, kind):
     info = registry.get(name)
     base, how, gap = KINDS[kind]
