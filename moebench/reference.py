@@ -13,7 +13,9 @@ from moebench.routing import route, router_logits, router_scores, weights_at
 from moebench.weights import MoEWeights
 
 
-def reference_moe(x: torch.Tensor, weights: MoEWeights, keep: torch.Tensor | None = None) -> torch.Tensor:
+def reference_moe(
+    x: torch.Tensor, weights: MoEWeights, keep: torch.Tensor | None = None, row_scale: torch.Tensor | None = None
+) -> torch.Tensor:
     """x: [T, H] any float dtype -> [T, H] float64.
 
     Expert selection comes from the fp32 router logits every implementation uses
@@ -24,6 +26,7 @@ def reference_moe(x: torch.Tensor, weights: MoEWeights, keep: torch.Tensor | Non
 
     keep: optional [T, k] bool; pairs (token, slot) marked False contribute nothing. Only for
     checking implementations that document token dropping against the pairs they dropped.
+    row_scale: optional [T] fp64 zeros, filled as in reference_from_routing.
     """
     spec = weights.spec
     with torch.no_grad():
@@ -32,13 +35,21 @@ def reference_moe(x: torch.Tensor, weights: MoEWeights, keep: torch.Tensor | Non
     topk_weights = weights_at(router_scores(logits, spec), topk_ids, spec)
     if keep is not None:
         topk_weights = topk_weights * keep.to(device=x.device, dtype=torch.float64)
-    return reference_from_routing(x, weights, topk_weights, topk_ids)
+    return reference_from_routing(x, weights, topk_weights, topk_ids, row_scale)
 
 
 def reference_from_routing(
-    x: torch.Tensor, weights: MoEWeights, topk_weights: torch.Tensor, topk_ids: torch.Tensor
+    x: torch.Tensor,
+    weights: MoEWeights,
+    topk_weights: torch.Tensor,
+    topk_ids: torch.Tensor,
+    row_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The layer in fp64 for a given routing: x [T, H], topk_weights [T, k], topk_ids [T, k] -> [T, H]."""
+    """The layer in fp64 for a given routing: x [T, H], topk_weights [T, k], topk_ids [T, k] -> [T, H].
+
+    row_scale: optional [T] fp64 zeros; receives each token's sum over its experts of
+    |routing weight| * ||expert output row||, the size of the terms its output row sums (rounding
+    errors are relative to it, not to the sum, which may cancel; the parity gate's row check)."""
     spec = weights.spec
     x64 = x.to(torch.float64)
     topk_weights = topk_weights.to(torch.float64)
@@ -52,5 +63,8 @@ def reference_from_routing(
             continue
         h = apply_activation(spec, x64[token_idx] @ w1[expert].to(torch.float64).t())
         y = h @ w2[expert].to(torch.float64).t()
-        out = out.index_add(0, token_idx, y * topk_weights[token_idx, slot, None])
+        weighted = y * topk_weights[token_idx, slot, None]
+        out = out.index_add(0, token_idx, weighted)
+        if row_scale is not None:
+            row_scale.index_add_(0, token_idx, torch.linalg.vector_norm(weighted.detach(), dim=1))
     return out

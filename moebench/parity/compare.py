@@ -2,8 +2,8 @@
 
 `compare(out, expected, dtype)` fails an output when any element is NaN/Inf (unwritten elements
 stay NaN: outputs are poisoned before a run), when its relative L2 error exceeds the dtype's
-REL_L2_TOLERANCE, or when any token row's relative error exceeds ROW_TOLERANCE
-(moebench/tolerances.py). The row check is what catches a few wrong rows among many: one fully
+REL_L2_TOLERANCE, or when any token row's error, relative to the size of the terms the row sums,
+exceeds ROW_TOLERANCE (moebench/tolerances.py). The row check is what catches a few wrong rows among many: one fully
 wrong row in T moves the whole-tensor error by only ~1/sqrt(T).
 `expected` is the fp64 reference tensor, or an `Expected` that also holds the other acceptable
 rows of tokens whose routing is a near tie (moebench.parity.ties): such a row passes when it
@@ -30,6 +30,9 @@ class Expected:
     alt_rows: torch.Tensor | None = None
     alt_tokens: torch.Tensor | None = None
     truncated: int = 0  # near-tied tokens with more acceptable choices than were enumerated
+    # [T] fp64: the size of the terms each reference row sums (moebench.reference.reference_from_routing);
+    # the row check's scale, ||ref_t|| where not given
+    row_scale: torch.Tensor | None = None
 
     @property
     def num_ties(self) -> int:
@@ -103,23 +106,26 @@ def _relative(err: float, norm: float) -> float:
     return err / norm if norm > 0 else (0.0 if err == 0 else math.inf)
 
 
-def _row_errors(out: torch.Tensor, rows: torch.Tensor, floor: float) -> torch.Tensor:
-    """||out_t - rows_t|| / max(||rows_t||, floor) per row (0 where they are equal)."""
+def _row_errors(out: torch.Tensor, rows: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """||out_t - rows_t|| / scale_t per row (0 where they are equal)."""
     err = torch.linalg.vector_norm(out - rows, dim=1)
-    denom = torch.linalg.vector_norm(rows, dim=1).clamp_min(floor)
-    return torch.where(err == 0, torch.zeros_like(err), err / denom)
+    return torch.where(err == 0, torch.zeros_like(err), err / scale)
 
 
 def _best_rows(out64: torch.Tensor, ref64: torch.Tensor, expected: Expected) -> tuple[torch.Tensor, torch.Tensor]:
     """(the acceptable row nearest to each output row [T, H], the row errors [T] against it)."""
     num_tokens = ref64.shape[0]
     floor = ROW_FLOOR * float(torch.linalg.vector_norm(ref64)) / math.sqrt(num_tokens)
-    row_err = _row_errors(out64, ref64, floor)
+    scale = expected.row_scale
+    scale = torch.linalg.vector_norm(ref64, dim=1) if scale is None else scale.to(ref64.device, torch.float64)
+    scale = scale.clamp_min(floor)
+    row_err = _row_errors(out64, ref64, scale)
     if expected.alt_tokens is None or expected.alt_tokens.numel() == 0:
         return ref64, row_err
     tokens = expected.alt_tokens.to(ref64.device)
     alt = expected.alt_rows.to(device=ref64.device, dtype=torch.float64)
-    alt_err = _row_errors(out64[tokens], alt, floor)
+    # the other choices sum terms of about the same size (the tied experts' weights are equal)
+    alt_err = _row_errors(out64[tokens], alt, scale[tokens])
     best = row_err.scatter_reduce(0, tokens, alt_err, reduce="amin")
     better = (alt_err < row_err[tokens]) & (alt_err == best[tokens])
     ref64 = ref64.clone()

@@ -35,15 +35,16 @@ def expected_output(x: torch.Tensor, weights: MoEWeights, keep: torch.Tensor | N
     """The fp64 reference of x (moebench.reference.reference_moe, `keep` as there) and the rows of
     the other acceptable choices for near-tied tokens: what `moebench.parity.compare` checks against."""
     with torch.no_grad():
-        ref = reference_moe(x, weights, keep=keep)
+        scale = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+        ref = reference_moe(x, weights, keep=keep, row_scale=scale)
         tokens, ids, truncated = tie_choices(x, weights)
         if tokens.numel() == 0:
-            return Expected(ref, truncated=truncated)
+            return Expected(ref, truncated=truncated, row_scale=scale)
         dropped = None
         if keep is not None:  # the expert ids of dropped pairs, else -1: [T, k]
             dropped = torch.where(keep.to(x.device), -1, route(x, weights.router, weights.spec)[1])[tokens]
         rows = _rows(x[tokens], weights, ids, dropped)
-    return Expected(ref, rows, tokens, truncated)
+    return Expected(ref, rows, tokens, truncated, scale)
 
 
 def near_tie_bands(x: torch.Tensor, weights: MoEWeights) -> tuple[torch.Tensor, torch.Tensor]:
