@@ -94,9 +94,8 @@ def _run(args, work: Path, log, rows: list[dict], *, ort_ok: bool) -> None:
     from moebench.export.ort_fused import unsupported_reason
     from moebench.export.portable import useful_flop_ratio
     from moebench.export.tensorrt_engine import tensorrt_missing
-    from moebench.parity import compare
+    from moebench.parity import compare, expected_output
     from moebench.presets import get_preset
-    from moebench.reference import reference_moe
     from moebench.results import environment
     from moebench.weights import random_inputs, random_weights
 
@@ -126,7 +125,7 @@ def _run(args, work: Path, log, rows: list[dict], *, ort_ok: bool) -> None:
             cells = []
             for t in tokens:
                 x = random_inputs(spec, t, device=device, seed=args.seed + 1 + t)
-                cells.append((t, x, reference_moe(x, weights), count_active_experts(x, weights)))
+                cells.append((t, x, expected_output(x, weights), count_active_experts(x, weights)))
             for name in compare_impls:  # PyTorch implementations on the same inputs, for the side-by-side
                 info = registry.get(name)
                 ok, why = info.available(device.type)

@@ -3,7 +3,7 @@
 Tests, `moebench verify`, benchmarks' parity column and export parity all compare against
 `reference_moe`. It is differentiable (router, biases, expert and shared weights), so backward parity
 uses its autograd too. Two steps, each a function:
-  reference_moe(x, weights, keep=None)                        routes in fp64, then
+  reference_moe(x, weights, keep=None)                        chooses on fp32 logits, weighs in fp64, then
   reference_from_routing(x, weights, routing, keep=None)      everything after the choice of experts
 so a caller with its own routing (a drawn one, or the implementations' fp32 choice) reuses the rest.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from moebench.activations import expert_ffn, shared_experts
-from moebench.routing import Routing, route
+from moebench.routing import Routing, route, router_logits, router_scores, weights_at
 from moebench.weights import MoEWeights
 
 F64 = torch.float64
@@ -25,16 +25,28 @@ def reference_moe(
     keep: torch.Tensor | None = None,
     *,
     round_h1_to: torch.dtype | None = None,
+    row_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """x: [T, H] any float dtype -> [T, H] float64. Routing, FFN and combine all in fp64.
+    """x: [T, H] any float dtype -> [T, H] float64.
+
+    Expert selection comes from the fp32 router logits every implementation uses
+    (moebench.routing.route); the routing weights, FFN and combine are fp64. Selecting on fp64
+    logits instead would pick the other expert wherever two scores differ by less than fp32
+    rounding, and fail every implementation there; such near ties are accepted either way by the
+    parity gate (moebench.parity.ties).
 
     keep: optional [T, k] bool; pairs (token, slot) marked False contribute nothing. Only for
     checking implementations that document token dropping against the pairs they dropped.
     round_h1_to: the activations see h1 rounded to that dtype (activations.expert_ffn); the gradient
     gate's second reading of a 16-bit layer with a SwiGLU clamp.
+    row_scale: optional [T] fp64 zeros, filled as in reference_from_routing.
     """
-    routing = route(x.to(F64), weights, compute_dtype=F64)
-    return reference_from_routing(x, weights, routing, keep=keep, round_h1_to=round_h1_to)
+    spec = weights.spec
+    with torch.no_grad():
+        ids = route(x, weights).ids
+    logits = router_logits(x, weights.router, compute_dtype=F64, bias=weights.router_bias)
+    routing = Routing(weights_at(router_scores(logits, spec), ids, spec), ids)
+    return reference_from_routing(x, weights, routing, keep=keep, round_h1_to=round_h1_to, row_scale=row_scale)
 
 
 def _f64(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -48,9 +60,14 @@ def reference_from_routing(
     keep: torch.Tensor | None = None,
     *,
     round_h1_to: torch.dtype | None = None,
+    row_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The layer in fp64 for a given routing (weights [T, k] any float dtype, ids [T, k]): routed experts
     (output- or input-weighted, with their biases and activation options) plus the shared experts.
+
+    row_scale: optional [T] fp64 zeros; receives each token's sum of the norms of the terms its output
+    row sums (each expert's weighted output row, the shared experts' row): rounding errors are relative
+    to it, not to the sum, which may cancel (the parity gate's row check).
 
     Expert weights are upcast one expert at a time: all of them in fp64 would not fit a GPU for the large
     presets (deepseek-v3: 90 GB).
@@ -76,7 +93,12 @@ def reference_from_routing(
         if kept is not None:
             y = y * kept[token_idx, slot, None]
         out = out.index_add(0, token_idx, y)
+        if row_scale is not None:
+            row_scale.index_add_(0, token_idx, torch.linalg.vector_norm(y.detach(), dim=1))
     if spec.shared.count:
         shared = (weights.shared_w1, weights.shared_w2, weights.shared_gate)
-        out = out + shared_experts(spec, x64, *shared, F64, round_h1_to=round_h1_to)
+        y = shared_experts(spec, x64, *shared, F64, round_h1_to=round_h1_to)
+        out = out + y
+        if row_scale is not None:
+            row_scale.add_(torch.linalg.vector_norm(y.detach(), dim=1))
     return out

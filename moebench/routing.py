@@ -96,17 +96,35 @@ def route_from_logits(logits: torch.Tensor, spec: MoESpec, selection_bias: torch
     ids = top-k of the choice scores (sorted, best first); weights = the UNBIASED scores at those ids
     (softmax over the k chosen logits under softmax_after_topk), renormalised if asked, times scaling.
     """
+    scores = router_scores(logits, spec)
+    ids = torch.topk(selection_scores(scores, spec, selection_bias), spec.top_k, dim=-1, sorted=True).indices
+    return Routing(weights_at(scores, ids, spec), ids)
+
+
+def router_scores(logits: torch.Tensor, spec: MoESpec) -> torch.Tensor:
+    """[T, E] logits -> [T, E] unbiased scores: the logits themselves under softmax_after_topk, else
+    their softmax or sigmoid. The routing weights are taken from these (weights_at)."""
     r = spec.router
     if r.softmax_after_topk:
-        scores = logits
-    elif r.scoring == "softmax":
-        scores = torch.softmax(logits, dim=-1)
-    else:
-        scores = torch.sigmoid(logits)
+        return logits
+    return torch.softmax(logits, dim=-1) if r.scoring == "softmax" else torch.sigmoid(logits)
+
+
+def selection_scores(scores: torch.Tensor, spec: MoESpec, selection_bias: torch.Tensor | None = None) -> torch.Tensor:
+    """[T, E] unbiased scores -> [T, E] the values top-k selects on: plus the selection bias, and -inf
+    outside each token's best groups under group-limited routing."""
     choice = scores if selection_bias is None else scores + selection_bias.to(scores.dtype)
-    if r.group_limited:
-        choice = _mask_to_best_groups(choice, r.groups, r.topk_groups)
-    ids = torch.topk(choice, spec.top_k, dim=-1, sorted=True).indices
+    if spec.router.group_limited:
+        choice = _mask_to_best_groups(choice, spec.router.groups, spec.router.topk_groups)
+    return choice
+
+
+def weights_at(scores: torch.Tensor, ids: torch.Tensor, spec: MoESpec) -> torch.Tensor:
+    """The k routing weights [T, k] of a given choice of experts `ids` [T, k] from unbiased `scores`
+    [T, E] (router_scores): softmax over the k under softmax_after_topk, else renormalised if asked;
+    times the routed scaling. The choice need not be the top-k of `scores`: the fp64 reference weighs
+    the fp32 router's choice (or the other side of a near tie) with fp64 scores."""
+    r = spec.router
     weights = scores.gather(-1, ids)
     if r.softmax_after_topk:
         weights = torch.softmax(weights, dim=-1)
@@ -114,7 +132,7 @@ def route_from_logits(logits: torch.Tensor, spec: MoESpec, selection_bias: torch
         weights = weights / weights.sum(dim=-1, keepdim=True)
     if r.scaling != 1.0:
         weights = weights * r.scaling
-    return Routing(weights, ids)
+    return weights
 
 
 def _mask_to_best_groups(choice: torch.Tensor, groups: int, topk_groups: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from moebench.tolerances import REL_L2_TOLERANCE
+from moebench.tolerances import REL_L2_TOLERANCE, ROW_TOLERANCE
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -40,9 +40,10 @@ def test_ci_runs_the_readme_test_command():
 def test_readme_tolerance_table_matches_code():
     names = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.float64: "fp64"}
     for dtype, tol in REL_L2_TOLERANCE.items():
-        row = re.search(rf"^\|\s*{names[dtype]}\s*\|\s*([0-9.e-]+)\s*\|", README, re.M)
+        row = re.search(rf"^\|\s*{names[dtype]}\s*\|\s*([0-9.e-]+)\s*\|\s*([0-9.e-]+)\s*\|", README, re.M)
         assert row, f"README tolerance table lacks {names[dtype]}"
         assert float(row.group(1)) == tol, names[dtype]
+        assert float(row.group(2)) == ROW_TOLERANCE[dtype], f"{names[dtype]}: token row"
 
 
 def test_required_top_level_layout():

@@ -4,7 +4,9 @@
 with two tunable kernels:
   ffn:    BLOCK_T (tile-like) x num_warps (schedule-like); default {BLOCK_T: 16, num_warps: 4}.
           Planted: BLOCK_T=32 drops the last token chunk, BLOCK_T=64 scales the output by 1.05;
-          both are the fastest of all. BLOCK_T=3 raises.
+          both are the fastest of all. BLOCK_T=3 raises. A config with BLOCK_PLANTED=kind (not in the
+          default space; tests/test_tuning_rows.py adds them) plants a few wrong rows
+          (tests/planted_rows.py) and is the fastest too.
   decode: SPLIT in {1, 2, 4}, only for T <= 16 (an empty space above: the kernel does not run).
 Its speed is virtual: every call stores a cost in VIRTUAL_MS that the `fake_tunable` fixture's
 time_fn returns, so tests are deterministic and need no sleeps. CALLS logs (T, ffn config).
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 
+import planted_rows
 import pytest
 import torch
 
@@ -38,6 +41,7 @@ DROPS_LAST_CHUNK = {"BLOCK_T": 32, "num_warps": 4}
 SCALES_OUTPUT = {"BLOCK_T": 64, "num_warps": 4}
 RAISES = {"BLOCK_T": 3, "num_warps": 4}
 FFN_DEFAULT = {"BLOCK_T": 16, "num_warps": 4}
+PLANTED_KEY = "BLOCK_PLANTED"  # a tile parameter, so the search times each plant as its own tile shape
 DECODE_MAX_TOKENS = 16
 TINY = MoESpec(4, 2, 32, 48, dtype=torch.float32)
 
@@ -54,7 +58,7 @@ def decode_space(spec: MoESpec, num_tokens: int) -> list[dict]:
 
 
 def virtual_cost_ms(ffn: dict, decode: dict | None) -> float:
-    if ffn in (DROPS_LAST_CHUNK, SCALES_OUTPUT):
+    if ffn in (DROPS_LAST_CHUNK, SCALES_OUTPUT) or PLANTED_KEY in ffn:
         cost = 0.1  # planted to be the fastest
     else:
         cost = 1.0 + 0.5 * abs(math.log2(ffn["BLOCK_T"]) - 2) + 0.25 * abs(math.log2(ffn["num_warps"]) - 1)
@@ -112,6 +116,8 @@ def fake_tunable(x: torch.Tensor, weights, *, out=None, config=None) -> torch.Te
         acc[start : start + chunk] = full[start : start + chunk]
     if ffn == SCALES_OUTPUT:
         acc *= 1.05
+    if PLANTED_KEY in ffn:
+        acc = planted_rows.corrupt(ffn[PLANTED_KEY], acc, x, weights)
     if out is None:
         return acc.to(x.dtype)
     return out.copy_(acc)

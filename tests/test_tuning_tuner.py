@@ -135,7 +135,7 @@ def test_a_failing_reference_fails_the_job_not_the_configs(dirs, monkeypatch):
     def out_of_memory(*args, **kwargs):
         raise RuntimeError("out of memory (simulated)")
 
-    monkeypatch.setattr(trial, "reference_moe", out_of_memory)
+    monkeypatch.setattr(trial, "expected_output", out_of_memory)
     rows = run_tune(dirs["user"], buckets=(8,))
     assert {r.status for r in rows} == {"failed"}
     assert all("fp64 reference failed" in r.detail and "simulated" in r.detail for r in rows)

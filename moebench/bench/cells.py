@@ -59,7 +59,7 @@ class Cells:
 
     def held_bytes(self) -> int:
         held = sum(_nbytes(*w.parameters()) for w, _ in self._weights.values())
-        return held + sum(_nbytes(c.x, c.ref) for c in self._cells.values())
+        return held + sum(_nbytes(c.x, c.ref.ref) for c in self._cells.values())
 
     def _evict(self, keep: MoESpec) -> None:
         while len(self._weights) > 1 and self.held_bytes() > self.keep_bytes:

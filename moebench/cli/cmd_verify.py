@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     specs = resolve_specs(args)
     impls = registry.select(args.impl, device)
     print(f"moebench verify on {device}: {len(impls)} implementation(s) x {len(specs)} problem(s)", flush=True)
-    rows, failures, skipped, checks = [], 0, [], 0
+    rows, failures, skipped, checks, ties = [], 0, [], 0, 0
     for info in impls:
         ok, reason = info.available(device)
         if not ok:
@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
                 failures += not outcome.ok
                 checks += 1
                 res = outcome.result
+                ties += res.ties if res else 0
                 if not (outcome.ok and args.quiet):
                     rows.append(
                         [
@@ -84,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
                             "PASS" if outcome.ok else "FAIL",
                             f"{res.rel_l2:.2e}" if res else "-",
                             f"{res.tolerance:.0e}" if res else "-",
+                            f"{res.row_error:.2e}" if res else "-",
+                            f"{res.row_tolerance:.0e}" if res else "-",
+                            res.ties if res else "-",
                             outcome.seed,
                             outcome.error or (res.message if res and not res.ok else outcome.extra.get("note", "")),
                         ]
@@ -103,11 +107,27 @@ def run(args: argparse.Namespace) -> int:
                                 "PASS" if grad.ok else "FAIL",
                                 f"{worst[1].rel_l2:.2e}" if worst else "-",
                                 f"{worst[1].tolerance:.0e}" if worst else "-",
+                                "-",
+                                "-",
+                                "-",
                                 grad.seed,
                                 "" if grad.ok else grad.summary(),
                             ]
                         )
-    headers = ["impl", "preset", "dtype", "case", "result", "rel_l2", "tol", "seed", "detail"]
+    headers = [
+        "impl",
+        "preset",
+        "dtype",
+        "case",
+        "result",
+        "rel_l2",
+        "tol",
+        "worst_row",
+        "row_tol",
+        "ties",
+        "seed",
+        "detail",
+    ]
     if rows:
         print(tabulate(rows, headers=headers))
     if skipped:
@@ -116,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"\nverify on {device} (torch {torch.__version__}): {'FAILED' if failures else 'all passed'}"
         + f", {checks} checks against the fp64 reference"
+        + f", {ties} token(s) with near-tied routing accepted either way"
         + (f", {failures} failure(s)" if failures else "")
     )
     sys.stdout.flush()

@@ -128,7 +128,7 @@ def verify(ctx: Context, impls: list[str], spec: MoESpec, num_tokens: int) -> No
             ctx.log(f"  {name} does not run {label(spec, num_tokens)}: {problem}")
             continue
         outcome = run_case(info, spec, case, ctx.device, seed=cell.input_seed,
-                           inputs=(cell.weights, cell.x), reference=cell.ref)  # fmt: skip
+                           inputs=(cell.weights, cell.x), expected=cell.ref)  # fmt: skip
         row = _verify_row("verify", outcome, num_tokens)
         row["seed"] = f"{cell.weight_seed}/{cell.input_seed}"  # weights / inputs
         ctx.verify_rows.append(row)

@@ -1,6 +1,8 @@
 """The parity gate: run an implementation on fresh random inputs and compare with the fp64 reference.
 
-Outputs are poisoned (NaN) before each run so unwritten elements show; NaN/Inf never pass.
+Outputs are poisoned (NaN) before each run so unwritten elements show; NaN/Inf never pass; every
+token row is checked as well as the whole tensor (moebench.parity.compare); near-tied routing is
+accepted either way (moebench.parity.ties).
 """
 
 from __future__ import annotations
@@ -11,56 +13,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from moebench.reference import reference_moe
+from moebench.parity.compare import Expected, ParityResult, compare
+from moebench.parity.ties import expected_output
 from moebench.registry import ImplInfo
 from moebench.spec import MoESpec, dtype_name
 from moebench.stats import collect_stats
-from moebench.tolerances import tolerance
 from moebench.weights import MoEWeights, random_inputs, random_weights, steer_routing
-
-
-@dataclass(frozen=True)
-class ParityResult:
-    ok: bool
-    rel_l2: float
-    max_abs: float
-    worst_index: tuple[int, ...] | None
-    tolerance: float
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
-
-
-def compare(out: torch.Tensor, ref: torch.Tensor, dtype: torch.dtype, *, grad: bool = False) -> ParityResult:
-    """Relative L2 error of `out` against the fp64 `ref`, with NaN/Inf/shape checks."""
-    tol = tolerance(dtype, grad=grad)
-    if tuple(out.shape) != tuple(ref.shape):
-        return ParityResult(False, math.inf, math.inf, None, tol, f"shape {list(out.shape)} != {list(ref.shape)}")
-    if out.numel() == 0:
-        return ParityResult(True, 0.0, 0.0, None, tol, "empty output (T=0)")
-    out64 = out.detach().to(torch.float64)
-    ref64 = ref.detach().to(torch.float64)
-    bad = ~torch.isfinite(out64)
-    if bool(bad.any()):
-        idx = tuple(int(i) for i in torch.nonzero(bad)[0].tolist())
-        count = int(bad.sum())
-        return ParityResult(
-            False, math.nan, math.nan, idx, tol, f"{count} non-finite or unwritten elements, first at {idx}"
-        )
-    diff = (out64 - ref64).abs()
-    flat = int(torch.argmax(diff))
-    idx = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), diff.shape))
-    max_abs = float(diff.max())
-    ref_norm = float(torch.linalg.vector_norm(ref64))
-    err_norm = float(torch.linalg.vector_norm(out64 - ref64))
-    rel = err_norm / ref_norm if ref_norm > 0 else (0.0 if err_norm == 0 else math.inf)
-    ok = rel <= tol
-    msg = (
-        f"rel_l2={rel:.2e} (tol {tol:.0e}), worst |diff|={max_abs:.3e} at {idx}: "
-        f"got {float(out64[idx]):.5g}, expected {float(ref64[idx]):.5g}"
-    )
-    return ParityResult(ok, rel, max_abs, idx, tol, msg)
 
 
 def poisoned_like(x: torch.Tensor) -> torch.Tensor:
@@ -145,18 +103,34 @@ def run_case(
     seed: int | None = None,
     *,
     inputs: tuple[MoEWeights, torch.Tensor] | None = None,
-    reference: torch.Tensor | None = None,
+    expected: Expected | None = None,
 ) -> CaseOutcome:
     """Fresh inputs (seed drawn at random unless given), poisoned output, compare with fp64.
 
-    inputs / reference: (weights, x) already drawn for this case (with `seed`) and their fp64
-    reference, shared by every implementation checked on them (moebench session), so large
-    layers are drawn and their reference computed once, not once per implementation."""
+    inputs / expected: (weights, x) already drawn for this case (with `seed`) and their fp64
+    reference (moebench.parity.expected_output), shared by every implementation checked on them
+    (moebench session), so large layers are drawn and their reference computed once, not once per
+    implementation."""
     device = torch.device(device)
     seed = secrets.randbelow(2**31) if seed is None else seed
     outcome = CaseOutcome(impl.name, spec, case, seed)
     try:
         weights, x = inputs if inputs is not None else make_case_inputs(spec, case, device, seed)
+    except Exception as exc:  # report, never crash the gate
+        outcome.error = f"{type(exc).__name__}: {exc}"
+        return outcome
+    return check_on(impl, x, weights, outcome, expected)
+
+
+def check_on(
+    impl: ImplInfo, x: torch.Tensor, weights: MoEWeights, outcome: CaseOutcome, expected: Expected | None = None
+) -> CaseOutcome:
+    """Run `impl` on these inputs into a poisoned output and fill `outcome` with the comparison
+    against the fp64 reference (near ties accepted either way, documented drops left out).
+    `expected`: expected_output(x, weights) when the caller has it already (several implementations
+    on the same inputs); recomputed for an implementation that reports dropped pairs."""
+    spec, device = weights.spec, x.device
+    try:
         out = poisoned_like(x)
         poison_allocator(device, 4 * x.numel() * spec.top_k * x.element_size() + (1 << 20))
         with collect_stats() as stats:
@@ -168,14 +142,15 @@ def run_case(
             outcome.extra["note"] = (
                 f"dropped {int(stats['num_dropped'])} of {x.shape[0] * spec.top_k} pairs (documented)"
             )
-        ref = reference if reference is not None and keep is None else reference_moe(x, weights, keep=keep)
+        if expected is None or keep is not None:
+            expected = expected_output(x, weights, keep=keep)
         if result.data_ptr() != out.data_ptr() and out.numel():
             # implementations must write into `out` when given; a returned copy hides unwritten elements
             outcome.error = "implementation ignored out= (returned a different tensor)"
             return outcome
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        outcome.result = compare(result, ref, spec.dtype)
+        outcome.result = compare(result, expected, spec.dtype)
     except Exception as exc:  # report, never crash the gate
         outcome.error = f"{type(exc).__name__}: {exc}"
     return outcome

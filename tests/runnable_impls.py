@@ -1,0 +1,19 @@
+"""Every registered implementation that runs here, with the device it runs on: the test device
+(conftest.DEVICE: CUDA on a GPU machine, else the CPU, Triton kernels in the interpreter), or CPU
+tensors for the CPU-only ones (ONNX Runtime's CPU provider). Used by the tests that sweep every
+implementation (tests/test_ties.py, tests/test_parity_props.py)."""
+
+from __future__ import annotations
+
+from conftest import DEVICE
+
+from moebench import registry
+
+
+def runnable_impls() -> list[tuple[registry.ImplInfo, str]]:
+    found = []
+    for info in registry.all_impls():
+        device = next((d for d in dict.fromkeys((DEVICE, "cpu")) if info.available(d)[0]), None)
+        if device is not None:
+            found.append((info, device))
+    return found

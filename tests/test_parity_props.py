@@ -1,0 +1,144 @@
+"""Property-style parity: seeded random problems, every implementation that runs here, the gate's check.
+
+Each dtype draws CASES problems from the table below (E in [1, 64], k in [1, min(E, 8)], H and I
+mostly not multiples of 16, T in [0, 400], every router option and activation), makes inputs, and
+runs every runnable implementation on them against the fp64 reference (whole tensor, every row,
+non-finite values; near ties accepted either way). Implementations run on the test device
+(tests/runnable_impls.py). What each runs, so that the test fits CI (2 cores, about a minute; CPU
+seconds per case measured on this machine's CPU, fp32/bf16):
+  - the torch implementations (naive_loop 27-29 ms, padded_batch 5-10, padded_batch_capacity 15-18,
+    grouped_mm 5-8; the reference 14): every case;
+  - hf_experts (~100 ms: builds a transformers module per call) and the exported runtimes (ONNX
+    Runtime: 30-75 ms, export and session per case): every EVERY-th case;
+  - the Triton kernels (the interpreter on the CPU takes 0.1 s to 30 s a case, growing with the
+    active experts times the H and I tiles): the first TRITON_CASES cases whose interpreter work
+    (`interpreter_work`) is at most TRITON_MAX_WORK, the same share on a GPU machine.
+
+The seed is fresh each run and printed in every failure; MOEBENCH_PROPERTY_SEED=<seed> replays it.
+
+Adding a spec option (the realmodels options: router and selection biases, expert groups, softmax
+after top-k, routed scaling, input-scaled routing, shared experts, clamped SwiGLU, biases) is adding
+an entry to SPEC_DRAWS (a spec field and how to draw it) or ROUTER_DRAWS (a RouterSpec field); an
+option with constraints (groups dividing E) draws from the values already drawn, which each draw
+function receives. Options held by the weights rather than the spec (bias tensors) belong in
+`draw_inputs`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+import torch
+from runnable_impls import runnable_impls
+
+from moebench import registry
+from moebench.parity import Case, CaseOutcome, check_on, expected_output
+from moebench.spec import MoESpec, RouterSpec, dtype_name
+from moebench.weights import random_inputs, random_weights
+
+CASES = 200  # per dtype
+DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+EVERY = 10  # hf_experts and the exported runtimes run every 10th case
+TRITON_CASES = 2  # per dtype and Triton implementation
+TRITON_MAX_WORK = 64  # interpreter_work of a case a Triton implementation runs (64: about 1 CPU second)
+TORCH_BASELINE = "naive_loop"  # runs every case on every machine
+SEED = int(os.environ.get("MOEBENCH_PROPERTY_SEED") or secrets.randbelow(2**31))
+
+Draw = Callable[[random.Random, dict], object]  # (rng, the values drawn so far) -> this field's value
+
+
+def _size(rng: random.Random, drawn: dict) -> int:
+    """H or I: mostly 1..96 (rarely a multiple of 16), sometimes a multiple of 16 up to 128."""
+    return rng.choice((16, 32, 64, 128)) if rng.random() < 0.15 else rng.randint(1, 96)
+
+
+# MoESpec fields, drawn in this order (later draws see earlier values)
+SPEC_DRAWS: dict[str, Draw] = {
+    "num_experts": lambda rng, d: rng.randint(1, 64),
+    "top_k": lambda rng, d: rng.randint(1, min(d["num_experts"], 8)),
+    "hidden": _size,
+    "intermediate": _size,
+    "activation": lambda rng, d: rng.choice(("swiglu", "gelu", "relu")),
+}
+# RouterSpec fields
+ROUTER_DRAWS: dict[str, Draw] = {
+    "scoring": lambda rng, d: rng.choice(("softmax", "sigmoid")),
+    "renormalize": lambda rng, d: rng.random() < 0.5,
+}
+
+
+def draw_tokens(rng: random.Random) -> int:
+    return rng.choice((0, 1)) if rng.random() < 0.1 else rng.randint(2, 400)
+
+
+def draw_spec(rng: random.Random, dtype: torch.dtype) -> MoESpec:
+    drawn: dict = {}
+    for name, draw in SPEC_DRAWS.items():
+        drawn[name] = draw(rng, drawn)
+    router: dict = {}
+    for name, draw in ROUTER_DRAWS.items():
+        router[name] = draw(rng, {**drawn, **router})
+    return MoESpec(**drawn, dtype=dtype, router=RouterSpec(**router))
+
+
+def draw_inputs(spec: MoESpec, num_tokens: int, seed: int, device: str):
+    return random_weights(spec, device=device, seed=seed), random_inputs(spec, num_tokens, device=device, seed=seed + 1)
+
+
+def draw_cases(dtype: torch.dtype) -> list[tuple[MoESpec, int, int]]:
+    """CASES (spec, T, input seed) for `dtype`, from SEED."""
+    rng = random.Random(f"{SEED}-{dtype_name(dtype)}")
+    return [(draw_spec(rng, dtype), draw_tokens(rng), rng.randrange(2**31)) for _ in range(CASES)]
+
+
+def interpreter_work(spec: MoESpec, num_tokens: int) -> int:
+    """What the Triton interpreter's time grows with: active experts x 32-wide tiles of H x of I."""
+    active = min(spec.num_experts, num_tokens * spec.top_k)
+    return active * -(-spec.hidden // 32) * -(-spec.intermediate // 32)
+
+
+def cases_of(info: registry.ImplInfo, cases: list[tuple[MoESpec, int, int]]) -> set[int]:
+    """The indices of the cases `info` runs (see the module docstring), among those its spec supports."""
+    fits = [i for i, (spec, _, _) in enumerate(cases) if not info.spec_unsupported(spec)]
+    if "triton" in info.requires:
+        return set([i for i in fits if interpreter_work(*cases[i][:2]) <= TRITON_MAX_WORK][:TRITON_CASES])
+    every = EVERY if info.kind == "deployed" or "transformers" in info.requires else 1
+    return {i for i in fits if i % every == 0}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_name)
+def test_every_implementation_passes_random_problems(dtype):
+    cases = draw_cases(dtype)
+    impls = [(info, device, cases_of(info, cases)) for info, device in runnable_impls() if info.supports(dtype)]
+    failures, runs = [], Counter()
+    for i, (spec, num_tokens, seed) in enumerate(cases):
+        inputs: dict[str, tuple] = {}
+        for info, device, chosen in impls:
+            if i not in chosen:
+                continue
+            if device not in inputs:
+                weights, x = draw_inputs(spec, num_tokens, seed, device)
+                inputs[device] = (x, weights, expected_output(x, weights))
+            x, weights, expected = inputs[device]
+            outcome = check_on(
+                info, x, weights, CaseOutcome(info.name, spec, Case("random", num_tokens), seed), expected
+            )
+            runs[info.name] += 1
+            if not outcome.ok:
+                failures.append(
+                    f"case {i} ({spec.describe()}, T={num_tokens}, seed {seed}) {info.name}: "
+                    f"{outcome.error or outcome.result}"
+                )
+    replay = f"MOEBENCH_PROPERTY_SEED={SEED}"
+    total = sum(runs.values())
+    assert not failures, f"{len(failures)} failure(s) in {total} runs; replay with {replay}:\n" + "\n".join(
+        failures[:20]
+    )
+    assert runs[TORCH_BASELINE] == CASES, f"{runs} ({replay})"
+    missing = [info.name for info, _, chosen in impls if not chosen]
+    assert not missing, f"no case for {missing} among {CASES} draws ({replay})"
