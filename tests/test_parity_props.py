@@ -16,12 +16,12 @@ seconds per case measured on this machine's CPU, fp32/bf16):
 
 The seed is fresh each run and printed in every failure; MOEBENCH_PROPERTY_SEED=<seed> replays it.
 
-Adding a spec option (the realmodels options: router and selection biases, expert groups, softmax
-after top-k, routed scaling, input-scaled routing, shared experts, clamped SwiGLU, biases) is adding
-an entry to SPEC_DRAWS (a spec field and how to draw it) or ROUTER_DRAWS (a RouterSpec field); an
-option with constraints (groups dividing E) draws from the values already drawn, which each draw
-function receives. Options held by the weights rather than the spec (bias tensors) belong in
-`draw_inputs`.
+Every layer option is drawn (router and selection biases, expert groups, softmax after top-k, routed
+scaling, input-scaled routing, clamped SwiGLU, expert biases, shared experts gated or not): adding one
+is adding an entry to SPEC_DRAWS (a spec field and how to draw it) or ROUTER_DRAWS / EXPERT_DRAWS /
+SHARED_DRAWS (a field of RouterSpec / ExpertSpec / SharedSpec); an option with constraints (groups
+dividing E) draws from the values already drawn, which each draw function receives. An implementation
+runs only the cases its registry entry accepts (`spec_unsupported`).
 """
 
 from __future__ import annotations
@@ -38,13 +38,13 @@ from runnable_impls import runnable_impls
 
 from moebench import registry
 from moebench.parity import Case, CaseOutcome, check_on, expected_output
-from moebench.spec import MoESpec, RouterSpec, dtype_name
+from moebench.spec import ExpertSpec, MoESpec, RouterSpec, SharedSpec, dtype_name
 from moebench.weights import random_inputs, random_weights
 
 CASES = 200  # per dtype
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-EVERY = 10  # hf_experts and the exported runtimes run every 10th case
-TRITON_CASES = 2  # per dtype and Triton implementation
+EVERY = 20  # hf_experts and the exported runtimes run every 20th case
+TRITON_CASES = 1  # per dtype and Triton implementation
 TRITON_MAX_WORK = 64  # interpreter_work of a case a Triton implementation runs (64: about 1 CPU second)
 TORCH_BASELINE = "naive_loop"  # runs every case on every machine
 SEED = int(os.environ.get("MOEBENCH_PROPERTY_SEED") or secrets.randbelow(2**31))
@@ -65,10 +65,45 @@ SPEC_DRAWS: dict[str, Draw] = {
     "intermediate": _size,
     "activation": lambda rng, d: rng.choice(("swiglu", "gelu", "relu")),
 }
+
+
 # RouterSpec fields
+def _groups(rng: random.Random, d: dict) -> int:
+    """Expert groups (DeepSeek-V3's group-limited routing), a divisor of E leaving >= 2 experts a group."""
+    divisors = [g for g in range(2, d["num_experts"] // 2 + 1) if d["num_experts"] % g == 0]
+    return rng.choice(divisors) if divisors and rng.random() < 0.25 else 1
+
+
+def _topk_groups(rng: random.Random, d: dict) -> int:
+    """Groups a token may pick from: enough of them to hold k experts, fewer than all when possible."""
+    groups, per_group = d["groups"], d["num_experts"] // d["groups"]
+    least = -(-d["top_k"] // per_group)
+    return groups if groups == 1 else rng.randint(least, max(least, groups - 1))
+
+
 ROUTER_DRAWS: dict[str, Draw] = {
     "scoring": lambda rng, d: rng.choice(("softmax", "sigmoid")),
-    "renormalize": lambda rng, d: rng.random() < 0.5,
+    "softmax_after_topk": lambda rng, d: d["scoring"] == "softmax" and rng.random() < 0.2,
+    "renormalize": lambda rng, d: not d["softmax_after_topk"] and rng.random() < 0.5,
+    "bias": lambda rng, d: rng.random() < 0.25,
+    "selection_bias": lambda rng, d: rng.random() < 0.25,
+    "groups": _groups,
+    "topk_groups": _topk_groups,
+    "scaling": lambda rng, d: 2.5 if rng.random() < 0.2 else 1.0,
+    "weight_on": lambda rng, d: "input" if rng.random() < 0.15 else "output",
+}
+# ExpertSpec fields: gpt-oss's clamped SwiGLU (swiglu only) and expert biases
+EXPERT_DRAWS: dict[str, Draw] = {
+    "swiglu_limit": lambda rng, d: 7.0 if d["activation"] == "swiglu" and rng.random() < 0.25 else None,
+    "swiglu_alpha": lambda rng, d: 1.702 if d["swiglu_limit"] is not None else 1.0,
+    "swiglu_up_offset": lambda rng, d: 1.0 if d["swiglu_limit"] is not None else 0.0,
+    "bias": lambda rng, d: rng.random() < 0.25,
+}
+# SharedSpec fields: always-on experts, gated per token or not
+SHARED_DRAWS: dict[str, Draw] = {
+    "count": lambda rng, d: rng.choice((1, 2)) if rng.random() < 0.2 else 0,
+    "intermediate": lambda rng, d: (d["intermediate"] if rng.random() < 0.5 else _size(rng, d)) if d["count"] else 0,
+    "gated": lambda rng, d: bool(d["count"]) and rng.random() < 0.5,
 }
 
 
@@ -80,10 +115,14 @@ def draw_spec(rng: random.Random, dtype: torch.dtype) -> MoESpec:
     drawn: dict = {}
     for name, draw in SPEC_DRAWS.items():
         drawn[name] = draw(rng, drawn)
-    router: dict = {}
-    for name, draw in ROUTER_DRAWS.items():
-        router[name] = draw(rng, {**drawn, **router})
-    return MoESpec(**drawn, dtype=dtype, router=RouterSpec(**router))
+    options = {}
+    for field, kind, draws in (("router", RouterSpec, ROUTER_DRAWS), ("expert", ExpertSpec, EXPERT_DRAWS),
+                               ("shared", SharedSpec, SHARED_DRAWS)):  # fmt: skip
+        values: dict = {}
+        for name, draw in draws.items():
+            values[name] = draw(rng, {**drawn, **values})
+        options[field] = kind(**values)
+    return MoESpec(**drawn, dtype=dtype, **options)
 
 
 def draw_inputs(spec: MoESpec, num_tokens: int, seed: int, device: str):
@@ -112,7 +151,8 @@ def cases_of(info: registry.ImplInfo, cases: list[tuple[MoESpec, int, int]]) -> 
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_name)
-def test_every_implementation_passes_random_problems(dtype):
+def test_every_implementation_passes_random_problems(dtype, triton_device):
+    # triton_device: the Triton implementations run there (runnable_impls' device for them)
     cases = draw_cases(dtype)
     impls = [(info, device, cases_of(info, cases)) for info, device in runnable_impls() if info.supports(dtype)]
     failures, runs = [], Counter()

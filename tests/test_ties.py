@@ -69,7 +69,8 @@ def _dtypes(info) -> list[torch.dtype]:
 
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize(("name", "device"), [(info.name, device) for info, device in runnable_impls()])
-def test_near_ties_pass_every_implementation(name, device, kind):
+def test_near_ties_pass_every_implementation(name, device, kind, triton_device):
+    # triton_device: the Triton implementations run there (runnable_impls' device for them)
     info = registry.get(name)
     base, how, gap = KINDS[kind]
     for dtype in _dtypes(info):

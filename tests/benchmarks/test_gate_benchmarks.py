@@ -52,7 +52,9 @@ def pytest_generate_tests(metafunc):
         passes = metafunc.config.getoption("gate_passes", 1)
         cases = chosen.split(",") if chosen else CASES
         runs = [(case, n) for n in range(1, passes + 1) for case in cases]
-        metafunc.parametrize("case", [case for case, _ in runs], ids=[f"{case}#{n}" for case, n in runs])
+        # the Triton cases run in the interpreter on CPU tensors: marked so (tests/conftest.py's kernel guard)
+        params = [pytest.param(case, marks=[pytest.mark.interpreter] * (case in TRITON_CASES)) for case, _ in runs]
+        metafunc.parametrize("case", params, ids=[f"{case}#{n}" for case, n in runs])
 
 
 @pytest.fixture(scope="module", autouse=True)

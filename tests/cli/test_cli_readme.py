@@ -119,7 +119,8 @@ def _argv(command: str) -> list[str]:
     return shlex.split(command)[1:]
 
 
-@pytest.mark.parametrize("command", RUN)
+# verify runs the Triton implementations in the interpreter on CPU tensors (not run where it is off)
+@pytest.mark.parametrize("command", [pytest.param(c, marks=[pytest.mark.interpreter] * ("verify" in c)) for c in RUN])
 def test_readme_cpu_command_runs(command, my_moe, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     outcome = run_main([*_argv(command), *RUN[command]], capsys)
