@@ -4,9 +4,12 @@ its placements (placement.py), per-rank measurements (measure.py), an analytical
 
 from moebench.ep.compute import (
     LocalCompute,
+    RankLayer,
+    rank_layer,
     reference_local_compute,
     registry_local_compute,
     routed_reference,
+    shared_output,
     slice_experts,
 )
 from moebench.ep.draws import draw_routing, expert_loads, imbalance
@@ -20,15 +23,18 @@ __all__ = [
     "Links",
     "LocalCompute",
     "Placement",
+    "RankLayer",
     "TrafficModel",
     "draw_routing",
     "ep_forward",
     "expert_loads",
     "imbalance",
     "pair_matrix",
+    "rank_layer",
     "reference_local_compute",
     "registry_local_compute",
     "routed_reference",
+    "shared_output",
     "slice_experts",
     "summarize",
     "traffic_model",

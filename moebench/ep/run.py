@@ -16,7 +16,7 @@ import statistics
 import torch
 from tabulate import tabulate
 
-from moebench.ep.compute import reference_local_compute, slice_experts
+from moebench.ep.compute import rank_layer, reference_local_compute
 from moebench.ep.draws import KINDS, draw_routing, expert_loads
 from moebench.ep.launch import run_ranks
 from moebench.ep.layer import ep_forward
@@ -49,7 +49,7 @@ def measure_rank(rank: int, world: int, spec: MoESpec, tokens: list[int], args: 
         topk_weights, topk_ids = draw_routing(x.shape[0], spec.num_experts, spec.top_k, args.routing, seed=args.seed)
     placement = _placement(spec, world, args.placement, args.extra, topk_ids)
     lo, hi = sum(tokens[:rank]), sum(tokens[: rank + 1])
-    local = slice_experts(weights, placement.rank_experts[rank])
+    local = rank_layer(weights, placement, rank)
     samples: dict[str, list[float]] = {p: [] for p in PHASES}
     for i in range(args.warmup + args.repeats):
         stats = EPStats()
