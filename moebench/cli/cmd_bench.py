@@ -23,6 +23,7 @@ from moebench import registry
 from moebench.bench import BenchOptions, count_steps, default_baseline, run_bench, select_impls
 from moebench.ceilings import measure_ceilings
 from moebench.cli.common import add_problem_args, int_csv, prepare_device_arg, resolve_specs
+from moebench.ep import bench as ep_bench
 from moebench.errors import MoEInputError
 from moebench.presets import REAL_PRESETS, SMALL_PRESETS
 from moebench.report.tables import comparison_tables, star
@@ -48,6 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU: torch threads (default: torch's; recorded per row)")
     p.add_argument("--quick", action="store_true", help="smaller ceiling measurements (for tests and smoke runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ep_bench.add_args(p)
     p.set_defaults(handler=run)
 
 
@@ -102,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
     defaults = DEFAULTS[device]
     specs = resolve_specs(args, default_presets=defaults["presets"], default_dtypes=defaults["dtypes"])
     tokens = args.tokens or defaults["tokens"]
+    ep_bench.check_args(args)
+    if args.ep is not None:  # expert-parallel: moebench.ep.bench measures and writes its own rows
+        return ep_bench.run(args, device, specs, tokens, Path(args.out) if args.out else default_out_path(device))
     baseline = args.baseline or default_baseline()
     registry.get(baseline)  # unknown baseline: a clear error before any work
     selection = select_impls(args.impl, device, baseline)
@@ -135,11 +140,13 @@ def run(args: argparse.Namespace) -> int:
                     on_step=step, rows=rows,
                 )  # fmt: skip
     except KeyboardInterrupt:
+        ep_bench.single_device(rows)
         if rows:
             write_rows(out_path, rows)
             print(f"\ninterrupted: {len(rows)} rows so far written to {out_path}", file=sys.stderr)
         return 130
 
+    ep_bench.single_device(rows)
     if rows:
         write_rows(out_path, rows)
     for table in comparison_tables(rows, baseline=baseline, fmt="simple", mark=star):

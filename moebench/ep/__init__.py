@@ -5,6 +5,7 @@ its placements (placement.py), per-rank measurements (measure.py), an analytical
 from moebench.ep.compute import (
     LocalCompute,
     RankLayer,
+    local_unsupported,
     rank_layer,
     reference_local_compute,
     registry_local_compute,
@@ -29,6 +30,7 @@ __all__ = [
     "ep_forward",
     "expert_loads",
     "imbalance",
+    "local_unsupported",
     "pair_matrix",
     "rank_layer",
     "reference_local_compute",

@@ -20,8 +20,9 @@ import torch
 from moebench.ep.placement import Placement
 from moebench.errors import MoEInputError
 from moebench.reference import reference_from_routing
+from moebench.registry import ImplInfo
 from moebench.routing import Routing
-from moebench.spec import RouterSpec, SharedSpec
+from moebench.spec import MoESpec, RouterSpec, SharedSpec
 from moebench.weights import MoEWeights
 
 # (x_pairs [P, H], local_ids [P] int64, pair_weights [P] fp32, local_weights) -> y [P, H] in x's dtype
@@ -65,6 +66,29 @@ class RankLayer:
     input_weighted: bool = False
 
 
+def _shared_spec(spec: MoESpec) -> MoESpec:
+    """The shared experts of `spec` as a k=1 layer of their own (see RankLayer.shared)."""
+    return spec.replace(
+        num_experts=spec.shared.count,
+        top_k=1,
+        intermediate=spec.shared.intermediate,
+        router=RouterSpec(),
+        expert=dataclasses.replace(spec.expert, bias=False),
+        shared=SharedSpec(),
+    )
+
+
+def local_unsupported(info: ImplInfo, spec: MoESpec) -> str | None:
+    """Why the registry implementation `info` cannot be a rank's local compute for the layer `spec` (None
+    when it can): it runs the routed experts as a k=1 layer with the plain router, and the shared experts
+    as a layer of their own, both with a given routing."""
+    if not info.takes_routing or info.drops_tokens:
+        return f"{info.name} {'drops tokens' if info.drops_tokens else 'computes its own routing'}"
+    routed = spec.replace(top_k=1, router=RouterSpec(), shared=SharedSpec())
+    parts = [routed] + ([_shared_spec(spec)] if spec.shared.count else [])
+    return next((why for part in parts if (why := info.spec_unsupported(part, routing_given=True))), None)
+
+
 def rank_layer(weights: MoEWeights, placement: Placement, rank: int) -> RankLayer:
     """Rank `rank`'s part of the whole layer `weights` under `placement`."""
     if not 0 <= rank < placement.num_ranks:
@@ -77,17 +101,8 @@ def rank_layer(weights: MoEWeights, placement: Placement, rank: int) -> RankLaye
     routed = _plain_router(slice_experts(weights, placement.rank_experts[rank]))
     shared = None
     if spec.shared.count:
-        s = spec.shared.count
-        shared_spec = spec.replace(
-            num_experts=s,
-            top_k=1,
-            intermediate=spec.shared.intermediate,
-            router=RouterSpec(),
-            expert=dataclasses.replace(spec.expert, bias=False),
-            shared=SharedSpec(),
-        )
-        router = weights.shared_w1.new_zeros(s, spec.hidden)  # never read: the routing is given
-        shared = MoEWeights(shared_spec, router=router, w1=weights.shared_w1, w2=weights.shared_w2)
+        router = weights.shared_w1.new_zeros(spec.shared.count, spec.hidden)  # never read: the routing is given
+        shared = MoEWeights(_shared_spec(spec), router=router, w1=weights.shared_w1, w2=weights.shared_w2)
     return RankLayer(routed, shared, weights.shared_gate, spec.router.weight_on == "input")
 
 

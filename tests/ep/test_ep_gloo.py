@@ -18,9 +18,10 @@ import torch
 from ep_cases import EPCase, input_errors, placement_of, problem, reference, run_cases
 
 from moebench import registry
-from moebench.ep import summarize, traffic_model
+from moebench.ep import local_unsupported, summarize, traffic_model
 from moebench.ep.launch import run_ranks
 from moebench.parity import compare
+from moebench.presets import get_preset
 
 TIMEOUT_S = 240.0
 
@@ -74,7 +75,7 @@ def implementations(triton_device: str) -> list[tuple[str, str]]:
     chosen = []
     for info in registry.all_impls():
         device = triton_device if "triton" in info.requires else "cpu"
-        if info.takes_routing and not info.drops_tokens and info.available(device)[0]:
+        if local_unsupported(info, get_preset("tiny", "fp32")) is None and info.available(device)[0]:
             chosen.append((info.name, device))
     return chosen
 
