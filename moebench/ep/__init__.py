@@ -1,6 +1,8 @@
 """Expert parallelism: the MoE layer across ranks with torch.distributed all-to-all (see layer.py),
-its placements (placement.py), per-rank measurements (measure.py), an analytical traffic MODEL
-(model.py), drawn routings (draws.py) and a local multi-process launcher (launch.py)."""
+what each rank holds and computes through any registry implementation (compute.py), its placements
+(placement.py), per-rank measurements (measure.py), an analytical traffic MODEL (model.py) and its table
+of the real presets (table.py), drawn routings (draws.py), a local multi-process launcher (launch.py)
+and `moebench bench --ep P` (bench.py)."""
 
 from moebench.ep.compute import (
     LocalCompute,
