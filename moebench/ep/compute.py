@@ -142,10 +142,11 @@ def reference_local_compute(
     return routed_reference(x_pairs, local_weights, pair_weights[:, None], local_ids[:, None]).to(x_pairs.dtype)
 
 
-def registry_local_compute(name: str, config: dict | None = None) -> LocalCompute:
+def registry_local_compute(name: str, config: dict | None = None, *, check: bool = True) -> LocalCompute:
     """LocalCompute by the registry implementation `name` (with its tuning `config`), unchanged: it gets the
     precomputed k=1 routing (the registry's `routing=`: its router is skipped). It runs where the local
-    weights are; pairs on another device (gloo's CPU tensors, weights on a GPU) travel there and back."""
+    weights are; pairs on another device (gloo's CPU tensors, weights on a GPU) travel there and back.
+    check=False skips the registry's input checks (host syncs), for timed runs after a checked one."""
     import moebench
 
     impl = moebench.get(name)
@@ -153,6 +154,7 @@ def registry_local_compute(name: str, config: dict | None = None) -> LocalComput
     def compute(x_pairs, local_ids, pair_weights, local_weights):
         device = local_weights.device
         routing = Routing(weights=pair_weights[:, None].to(device), ids=local_ids[:, None].to(device))
-        return impl(x_pairs.to(device), local_weights, config=config, routing=routing).to(x_pairs.device)
+        y = impl(x_pairs.to(device), local_weights, config=config, routing=routing, check=check)
+        return y.to(x_pairs.device)
 
     return compute

@@ -95,7 +95,7 @@ def ep_forward(
     pair_weights = topk_weights.reshape(-1)[order]
     rows = x[order // k]
     if layer.input_weighted:  # FFN(w * x): the sender scales the row, the expert sees weight 1
-        rows = (rows.float() * pair_weights[:, None]).to(x.dtype)
+        rows = (rows.to(torch.promote_types(x.dtype, torch.float32)) * pair_weights[:, None]).to(x.dtype)
         pair_weights = torch.ones_like(pair_weights)
     sent = (rows, local_ids[order].to(ID_DTYPE), pair_weights)
     x_recv, ids_recv, w_recv = (_exchange(t, send_splits, recv_splits, group) for t in sent)
