@@ -9,12 +9,8 @@ available on the device (no CUDA provider, no TensorRT) are listed with the reas
 
 from __future__ import annotations
 
-import datetime as _dt
-import re
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
 
 from moebench import registry
 from moebench.spec import MoESpec
@@ -32,13 +28,6 @@ class DeployBenchResult:
     path: Path | None
 
 
-def default_csv_path(device: str) -> Path:
-    name = "cpu" if device == "cpu" else torch.cuda.get_device_name()
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("results") / f"deploy-{slug}-{stamp}.csv"
-
-
 def run_deploy_bench(
     specs: list[MoESpec],
     tokens: list[int],
@@ -54,7 +43,7 @@ def run_deploy_bench(
     """Measure the deployed targets (+ `compare`, PyTorch implementations, + the baseline) and write a CSV."""
     from moebench.bench import BenchOptions, default_baseline, run_bench, select_impls
     from moebench.ceilings import measure_ceilings
-    from moebench.results import write_rows
+    from moebench.results import default_path, write_rows
     from moebench.spec import dtype_name
 
     targets = targets if targets is not None else DEPLOYED_TARGETS[device]
@@ -74,5 +63,5 @@ def run_deploy_bench(
                 left_out.append((name, f"runs with --device {other}" + ("" if ok else f"; here: {reason}")))
     path = None
     if result.rows:
-        path = write_rows(Path(out) if out else default_csv_path(device), result.rows)
+        path = write_rows(Path(out) if out else default_path("deploy", device), result.rows)
     return DeployBenchResult(result.rows, left_out, path)

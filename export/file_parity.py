@@ -3,9 +3,10 @@
 Nothing is traced at export, so there is no "export-time routing" to bake in; these cases make
 sure of it by running the exported graph on
   * fresh random inputs at several token counts (T=1, 5, 37 by default), and
-  * inputs steered towards chosen experts (x pushed along those experts' router rows), so the
-    routing pattern is one that random inputs rarely produce (all tokens on the same experts,
-    the other experts empty). The steered routing is checked to have happened.
+  * inputs steered towards chosen experts (x moved so that those experts' logits are +strength and the
+    others' -strength, or pushed along their router rows when E > H), so the routing pattern is one that
+    random inputs rarely produce (all tokens on the same experts, the other experts empty). The steered
+    routing is checked to have happened.
 """
 
 from __future__ import annotations
@@ -43,13 +44,24 @@ class CaseResult:
 
 
 def steer_inputs(weights: MoEWeights, x: torch.Tensor, experts: tuple[int, ...], strength: float = 8.0) -> torch.Tensor:
-    """x plus `strength` units along the (normalised) router rows of `experts`, in x's dtype."""
-    router = weights.router.to(torch.float32).cpu()
-    push = torch.zeros(router.shape[1])
-    for e in experts:
-        push += router[e] / router[e].norm() ** 2  # raises expert e's logit by ~1 per unit
-    steered = x.to(torch.float32).cpu() + strength * push
-    return steered.to(device=x.device, dtype=x.dtype)
+    """x moved so that every token's router logits are +strength at `experts` and -strength elsewhere (the
+    smallest such move, when the E router rows are independent: E <= H), else x plus `strength` units
+    along the (normalised) router rows of `experts`; in x's dtype. Exact logits are what steers sigmoid
+    scores with a selection bias or group limits, where pushing only the chosen rows saturates the others too."""
+    router = weights.router.to(torch.float64).cpu()
+    x64 = x.to(torch.float64).cpu()
+    e, h = router.shape
+    if e <= h:
+        target = torch.full((e,), -strength, dtype=torch.float64)
+        target[list(experts)] = strength
+        if weights.router_bias is not None:
+            target = target - weights.router_bias.to(torch.float64).cpu()
+        delta = torch.linalg.lstsq(router, (target[:, None] - router @ x64.t())).solution.t()  # [T, H]
+        return (x64 + delta).to(device=x.device, dtype=x.dtype)
+    push = torch.zeros(h, dtype=torch.float64)
+    for expert in experts:
+        push += router[expert] / router[expert].norm() ** 2  # raises the expert's logit by ~1 per unit
+    return (x64 + strength * push).to(device=x.device, dtype=x.dtype)
 
 
 def input_cases(weights: MoEWeights, tokens=DEFAULT_TOKENS, seed: int = 1, *, empty: bool = True) -> list[InputCase]:

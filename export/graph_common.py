@@ -70,6 +70,12 @@ def scalar_const(name: str, value: float, dtype: torch.dtype) -> TensorProto:
     return initializer(name, torch.tensor(value, dtype=dtype))
 
 
+def used_initializers(inits: list[TensorProto], nodes: list[onnx.NodeProto]) -> list[TensorProto]:
+    """The initializers some node reads (a lowering may add constants one spec's graph does not use)."""
+    read = {name for n in nodes for name in n.input}
+    return [t for t in inits if t.name in read]
+
+
 def token_tensor_info(name: str, dtype: torch.dtype, width: int) -> onnx.ValueInfoProto:
     """[num_tokens, width] value info with a symbolic token axis."""
     return helper.make_tensor_value_info(name, onnx_dtype(dtype), [TOKEN_AXIS, width])

@@ -3,13 +3,12 @@
 One lowering for every implementation: it is built from the spec and the canonical weights,
 never traced, so no example's routing is baked in. Data flow (T tokens, compute dtype D):
 
-    logits  = MatMul(Cast(x, f32), router^T)                      [T, E]   fp32 (like moebench.routing)
-    scores  = Softmax | Sigmoid(logits)                            [T, E]   fp32
-    w, ids  = TopK(scores, k)  (-> w / ReduceSum(w) if renorm)     [T, k]
-    combine = ReduceSum(Where(ids[..., None] == arange(E), w, 0))  [T, E]   dense, no scatter
-    h       = MatMul(x, W1cat)      W1cat = [H, E*G*I]              [T, E*G*I]  all experts at once
-    a       = act(h viewed [T, E, G*I])                             [T, E, I]
-    y       = MatMul((a * combine[..., None]) viewed [T, E*I], W2cat)  [T, H]  (the sum over E is the GEMM's K loop)
+    combine = the router, export/routing_graph.py (every RouterSpec option)     [T, E]  fp32, dense, no scatter
+    routed  = all E experts densely, weighted by combine (export/ffn_graph.py):  [T, H]  D
+              h = x W1cat [T, E*G*I] (+ b1), a = act(h) [T, E, I] (clamped SwiGLU included),
+              y = (a * combine) W2cat + combine b2; weight on the input: h scaled by combine first
+    shared  = the S shared experts the same way, weighted by sigmoid(x . gate) when gated
+    y       = routed + shared
 
 Trade-off, said plainly: every token goes through all E experts, so the graph does E/k times
 the useful FLOPs (mixtral 4x, qwen3-30b-a3b 16x, deepseek-v3 32x) and reads all expert weights
@@ -25,48 +24,35 @@ gathered copies outgrow the weights themselves, and is not built here.
 
 from __future__ import annotations
 
-import math
-
 import onnx
 import torch
-from onnx import TensorProto, helper
+from onnx import helper
 
+from moebench.export.ffn_graph import (
+    Experts,
+    activation_initializers,
+    dense_experts,
+    ffn_initializers,
+    shared_experts,
+    shared_initializers,
+)
 from moebench.export.graph_common import (
     INPUT_NAME,
     MIN_OPSET,
     OUTPUT_NAME,
     check_export_args,
-    initializer,
-    int64_const,
     make_model,
-    onnx_dtype,
-    scalar_const,
     spec_metadata,
     token_tensor_info,
 )
+from moebench.export.routing_graph import chosen_mask, dense_routing, node_adder, routing_initializers
 from moebench.weights import MoEWeights
 
 FLAVOR = "portable"
 
 
-def portable_weights(weights: MoEWeights) -> dict[str, torch.Tensor]:
-    """The canonical weights re-laid out for the portable graph (values unchanged).
-
-    router_t: [H, E] fp32 (exact upcast; routing runs in fp32 like moebench.routing)
-    w1_cat:   [H, E*G*I] spec dtype, column block e = expert e's [gate; up] rows, transposed
-    w2_cat:   [E*I, H]   spec dtype, row block e = expert e's w2 transposed
-    """
-    spec = weights.spec
-    e, h, i, g = spec.num_experts, spec.hidden, spec.intermediate, spec.w1_rows // spec.intermediate
-    return {
-        "router_t": weights.router.detach().cpu().to(torch.float32).t().contiguous(),
-        "w1_cat": weights.w1.detach().cpu().permute(2, 0, 1).reshape(h, e * g * i).contiguous(),
-        "w2_cat": weights.w2.detach().cpu().permute(0, 2, 1).reshape(e * i, h).contiguous(),
-    }
-
-
 def useful_flop_ratio(weights_or_spec) -> float:
-    """FLOPs the portable graph does per useful FLOP (E / k, the router excluded)."""
+    """FLOPs the portable graph does per useful FLOP (E / k, the router and shared experts excluded)."""
     spec = getattr(weights_or_spec, "spec", weights_or_spec)
     return spec.num_experts / spec.top_k
 
@@ -78,61 +64,33 @@ def dense_intermediate_bytes(spec, num_tokens: int) -> int:
     return num_tokens * spec.num_experts * (spec.w1_rows + 2 * spec.intermediate) * elem
 
 
+def routed_experts(spec) -> Experts:
+    return Experts("", spec.num_experts, spec.intermediate, bias=spec.expert.bias)
+
+
 def build_portable(weights: MoEWeights, *, impl: str = "naive_loop", opset: int = MIN_OPSET) -> onnx.ModelProto:
     """The portable graph for these weights; `impl` is recorded as the implementation it stands for."""
     spec = weights.spec
     check_export_args(spec, opset, FLAVOR)
-    dt = spec.dtype
-    d = onnx_dtype(dt)
-    e, k, h, i = spec.shape
-    gi = spec.w1_rows
+    experts = routed_experts(spec)
+    inits = routing_initializers(weights)
+    inits += ffn_initializers(experts, weights.w1, weights.w2, weights.b1, weights.b2)
+    inits += activation_initializers(spec) + shared_initializers(spec, weights)
     nodes: list[onnx.NodeProto] = []
-    inits = [initializer(name, t) for name, t in portable_weights(weights).items()]
-    inits += [
-        int64_const("k", [k]),
-        int64_const("expert_ids", list(range(e))),
-        int64_const("axis_last", [-1]),
-        int64_const("axis_slot", [1]),
-        int64_const("shape_t_e_gi", [0, e, gi]),  # 0 copies T (works at T=0, unlike -1)
-        int64_const("shape_t_ei", [0, e * i]),
-        scalar_const("zero_f32", 0.0, torch.float32),
-    ]
-
-    def node(op: str, inputs: list[str], outputs: list[str], **attrs) -> list[str]:
-        nodes.append(helper.make_node(op, inputs, outputs, name=f"{outputs[0]}_{op}", **attrs))
-        return outputs
-
-    # --- routing, fp32 --------------------------------------------------------------------
-    x32 = INPUT_NAME if dt == torch.float32 else node("Cast", [INPUT_NAME], ["x_f32"], to=TensorProto.FLOAT)[0]
-    node("MatMul", [x32, "router_t"], ["logits"])
-    node("Softmax" if spec.router.scoring == "softmax" else "Sigmoid", ["logits"], ["scores"], **_softmax_axis(spec))
-    node("TopK", ["scores", "k"], ["topk_w_raw", "topk_ids"], axis=-1, largest=1, sorted=1)
-    topk_w = "topk_w_raw"
-    if spec.router.renormalize:
-        node("ReduceSum", ["topk_w_raw", "axis_last"], ["topk_w_sum"], keepdims=1)
-        topk_w = node("Div", ["topk_w_raw", "topk_w_sum"], ["topk_w"])[0]
-    # dense [T, E] combine weights without scatter: ids[T, k, 1] == arange(E) -> [T, k, E]
-    node("Unsqueeze", ["topk_ids", "axis_last"], ["topk_ids_3d"])
-    node("Equal", ["topk_ids_3d", "expert_ids"], ["chosen"])
-    node("Unsqueeze", [topk_w, "axis_last"], ["topk_w_3d"])
-    node("Where", ["chosen", "topk_w_3d", "zero_f32"], ["slot_weights"])
-    node("ReduceSum", ["slot_weights", "axis_slot"], ["combine_f32"], keepdims=0)
-    combine = "combine_f32" if dt == torch.float32 else node("Cast", ["combine_f32"], ["combine"], to=d)[0]
-
-    # --- all experts' FFNs as two 2-D GEMMs, compute dtype D ---------------------------------
-    node("MatMul", [INPUT_NAME, "w1_cat"], ["h1_flat"])
-    node("Reshape", ["h1_flat", "shape_t_e_gi"], ["h1"])
-    act = _activation(spec, "h1", node, inits)
-    node("Unsqueeze", [combine, "axis_last"], ["combine_3d"])
-    node("Mul", [act, "combine_3d"], ["act_weighted"])
-    node("Reshape", ["act_weighted", "shape_t_ei"], ["act_flat"])
-    node("MatMul", ["act_flat", "w2_cat"], [OUTPUT_NAME])
+    node = node_adder(nodes)
+    combine = dense_routing(spec, node)
+    on_input = spec.router.weight_on == "input"
+    mask = chosen_mask(node) if on_input else None
+    routed_out = None if spec.shared.count else OUTPUT_NAME
+    routed = dense_experts(spec, experts, node, weights=combine, on_input=on_input, mask=mask, out=routed_out)
+    if spec.shared.count:
+        node("Add", [routed, shared_experts(spec, node)], [OUTPUT_NAME])
 
     graph = helper.make_graph(
         nodes,
         "moebench_moe_portable",
-        [token_tensor_info(INPUT_NAME, dt, h)],
-        [token_tensor_info(OUTPUT_NAME, dt, h)],
+        [token_tensor_info(INPUT_NAME, spec.dtype, spec.hidden)],
+        [token_tensor_info(OUTPUT_NAME, spec.dtype, spec.hidden)],
         inits,
     )
     meta = spec_metadata(
@@ -141,34 +99,8 @@ def build_portable(weights: MoEWeights, *, impl: str = "naive_loop", opset: int 
         impl=impl,
         extra={
             "flop_ratio": f"{useful_flop_ratio(spec):g} (all E experts computed for every token; k used)",
-            "weights_layout": "router_t [H,E] fp32; w1_cat [H,E*G*I]; w2_cat [E*I,H]",
+            "weights_layout": "router_t [H,E] fp32; w1_cat [H,E*G*I]; w2_cat [E*I,H]; b1 [E,G*I]; b2 [E,H]; "
+            "shared_w1_cat [H,S*G*I_s]; shared_w2_cat [S*I_s,H]; shared_gate_t [H,S] fp32",
         },
     )
     return make_model(graph, opset=opset, metadata=meta)
-
-
-def _softmax_axis(spec) -> dict:
-    return {"axis": -1} if spec.router.scoring == "softmax" else {}
-
-
-def _activation(spec, h1: str, node, inits: list) -> str:
-    """[T, E, G*I] -> [T, E, I] in the compute dtype (same definitions as moebench.activations)."""
-    dt = spec.dtype
-    if spec.activation == "swiglu":
-        node("Split", [h1], ["gate", "up"], axis=2, num_outputs=2)
-        node("Sigmoid", ["gate"], ["gate_sigmoid"])
-        node("Mul", ["gate", "gate_sigmoid"], ["gate_silu"])
-        return node("Mul", ["gate_silu", "up"], ["act"])[0]
-    if spec.activation == "gelu":
-        # exact GELU: 0.5 * h * (1 + erf(h / sqrt(2))) (Erf rather than opset-20 Gelu: runs from opset 18)
-        inits += [
-            scalar_const("inv_sqrt2", 1.0 / math.sqrt(2.0), dt),
-            scalar_const("one", 1.0, dt),
-            scalar_const("half", 0.5, dt),
-        ]
-        node("Mul", [h1, "inv_sqrt2"], ["h1_scaled"])
-        node("Erf", ["h1_scaled"], ["h1_erf"])
-        node("Add", ["h1_erf", "one"], ["h1_erf_1"])
-        node("Mul", [h1, "h1_erf_1"], ["h1_gelu_2"])
-        return node("Mul", ["h1_gelu_2", "half"], ["act"])[0]
-    return node("Relu", [h1], ["act"])[0]

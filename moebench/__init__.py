@@ -1,5 +1,6 @@
 """moebench: pick, tune, verify and ship the MoE layer of a model on a given GPU."""
 
+from moebench import hf
 from moebench.errors import MoEInputError, UnknownImplementationError
 from moebench.presets import PRESET_NAMES, REAL_PRESETS, TINY_PRESETS, get_preset
 from moebench.reference import reference_moe
@@ -20,6 +21,7 @@ __all__ = [
     "TINY_PRESETS",
     "UnknownImplementationError",
     "get",
+    "hf",
     "get_preset",
     "names",
     "random_inputs",

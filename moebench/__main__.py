@@ -1,5 +1,3 @@
-import sys
+from moebench.cli import entry
 
-from moebench.cli import main
-
-sys.exit(main())
+entry()

@@ -1,5 +1,6 @@
 """The expert FFN: its activations and the FFN itself, one definition used by the reference (in fp64) and
-by the torch implementations (in the spec dtype), for routed and shared experts alike."""
+by the torch implementations (in the spec dtype), for routed and shared experts alike; and the few steps
+the torch implementations share around it (input or output weighting, biases, shared experts)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from moebench.spec import MoESpec
+from moebench.stats import SHARED_STAT, record_stat
+from moebench.weights import MoEWeights
 
 
 def apply_activation(spec: MoESpec, h1: torch.Tensor) -> torch.Tensor:
@@ -41,14 +44,30 @@ def expert_ffn(
     w2: torch.Tensor,
     b1: torch.Tensor | None = None,
     b2: torch.Tensor | None = None,
+    *,
+    round_h1_to: torch.dtype | None = None,
 ) -> torch.Tensor:
     """One expert on x [n, H]: act(x @ w1.T + b1) @ w2.T + b2 -> [n, H], in the operands' dtype.
-    w1 [G*N, H], w2 [H, N], b1 [G*N] and b2 [H] optional."""
-    h1 = x @ w1.t()
+    w1 [G*N, H], w2 [H, N], b1 [G*N] and b2 [H] optional.
+
+    round_h1_to: the activation sees h1 rounded to that dtype, the product and then the biased sum (values
+    only: the gradient stays the exact one), as in an implementation that stores each in a 16-bit compute
+    dtype before the activation (the torch ones). Only the
+    fp64 reference uses it, for the one place where that choice matters: the SwiGLU clamp's kink, where the
+    derivative (0 or 1) depends on which side of the limit the rounded value falls.
+    """
+    rounded = (lambda t: t + (t.to(round_h1_to).to(t.dtype) - t).detach()) if round_h1_to else (lambda t: t)  # noqa: E731
+    h1 = rounded(x @ w1.t())
     if b1 is not None:
-        h1 = h1 + b1
+        h1 = rounded(h1 + b1)
     y = apply_activation(spec, h1) @ w2.t()
     return y if b2 is None else y + b2
+
+
+def shared_gate_weights(x: torch.Tensor, shared_gate: torch.Tensor) -> torch.Tensor:
+    """sigmoid(x . shared_gate[s]) for every token and shared expert: [T, S] in fp32 (fp64 for fp64 x)."""
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    return torch.sigmoid(x.to(dtype) @ shared_gate.to(dtype).t())
 
 
 def shared_experts(
@@ -58,21 +77,55 @@ def shared_experts(
     shared_w2: torch.Tensor,
     shared_gate: torch.Tensor | None = None,
     compute_dtype: torch.dtype | None = None,
+    *,
+    round_h1_to: torch.dtype | None = None,
 ) -> torch.Tensor:
     """The shared experts' part of the layer: sum over s of [sigmoid(x . shared_gate[s]) *] FFN_s(x).
 
     x [T, H]; shared_w1 [S, G*I_s, H], shared_w2 [S, H, I_s], shared_gate [S, H] (gated specs).
     Each FFN runs in compute_dtype (default: x's dtype; the reference passes fp64, upcasting one shared
-    expert at a time); the gate logits are computed in fp32 or wider; the sum comes back in fp32, or
-    fp64 when x is fp64.
+    expert at a time); the gate in fp32 or wider; the sum comes back in fp32, or fp64 when x is fp64.
     """
     dtype = compute_dtype or x.dtype
     acc_dtype = torch.promote_types(dtype, torch.float32)
     xs = x.to(dtype)
+    gates = shared_gate_weights(x.to(acc_dtype), shared_gate) if spec.shared.gated else None
     out = torch.zeros(x.shape, dtype=acc_dtype, device=x.device)
     for s in range(spec.shared.count):
-        y = expert_ffn(spec, xs, shared_w1[s].to(dtype), shared_w2[s].to(dtype)).to(acc_dtype)
-        if spec.shared.gated:
-            y = y * torch.sigmoid(x.to(acc_dtype) @ shared_gate[s].to(acc_dtype))[:, None]
-        out = out + y
+        y = expert_ffn(spec, xs, shared_w1[s].to(dtype), shared_w2[s].to(dtype), round_h1_to=round_h1_to)
+        y = y.to(acc_dtype)
+        out = out + (y if gates is None else y * gates[:, s, None])
     return out
+
+
+# -- what the torch implementations share around the expert FFN ---------------------------------------------
+DENSE_SHARED = "dense GEMM pair per shared expert"  # how add_shared_experts runs them (stat SHARED_STAT)
+
+
+def expert_inputs(spec: MoESpec, x_rows: torch.Tensor, pair_weights: torch.Tensor) -> torch.Tensor:
+    """The rows [n, H] of (token, slot) pairs as their experts see them: times the router weight [n] under
+    weight_on='input' (Llama-4; in fp32, rounded once to x's dtype), unchanged otherwise."""
+    if spec.router.weight_on != "input":
+        return x_rows
+    return (x_rows.float() * pair_weights.float()[:, None]).to(x_rows.dtype)
+
+
+def output_weights(spec: MoESpec, pair_weights: torch.Tensor) -> torch.Tensor:
+    """What each pair's expert output is multiplied by: its router weight, or 1 under weight_on='input'."""
+    return torch.ones_like(pair_weights) if spec.router.weight_on == "input" else pair_weights
+
+
+def expert_biases(weights: MoEWeights, experts) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(b1, b2) of `experts` (an index or index tensor), or (None, None) without expert biases."""
+    if weights.b1 is None:
+        return None, None
+    return weights.b1[experts], weights.b2[experts]
+
+
+def add_shared_experts(acc: torch.Tensor, x: torch.Tensor, weights: MoEWeights) -> torch.Tensor:
+    """acc [T, H] fp32 plus the shared experts' output (computed in x's dtype, a dense GEMM pair per shared
+    expert, recorded as stat SHARED_STAT for the bench row); acc unchanged without any."""
+    if weights.spec.shared.count:
+        record_stat(SHARED_STAT, DENSE_SHARED)
+        acc += shared_experts(weights.spec, x, weights.shared_w1, weights.shared_w2, weights.shared_gate)
+    return acc

@@ -132,6 +132,13 @@ def gentle_case_inputs(
 ILL_CONDITIONED_NOTE = "not counted: 16-bit router gradient at T=1 (cancellation, see README)"
 
 
+def _noted(result: ParityResult, note: str, *, ok: bool | None = None) -> ParityResult:
+    ok = result.ok if ok is None else ok
+    return ParityResult(
+        ok, result.rel_l2, result.max_abs, result.worst_index, result.tolerance, f"{result.message} [{note}]"
+    )
+
+
 def _not_counted_if_ill_conditioned(name: str, case: Case, spec: MoESpec, result: ParityResult) -> ParityResult:
     """The one documented exception to the gradient gate.
 
@@ -139,25 +146,31 @@ def _not_counted_if_ill_conditioned(name: str, case: Case, spec: MoESpec, result
     Jacobian J subtracts nearly equal terms (e.g. g0 - g1, with g = <y_pair, dy>); an fp16/bf16
     y_pair carries ~1e-3 relative rounding, which survives the subtraction as a large relative
     error of a small result. Measured: ~6% of fresh bf16 draws fail for naive_loop (pure torch
-    autograd) too. Such a result is shown with its error but not counted; NaN/Inf still fail,
-    and x, w1, w2 gradients are always counted.
+    autograd) too. The router bias's gradient at T=1 is that same J^T g (x^T dropped). Such a
+    result is shown with its error but not counted; NaN/Inf still fail, and x, w1, w2 gradients
+    are always counted.
     """
     if (
-        name == "router"
+        name in ("router", "router_bias")
         and case.num_tokens == 1
         and spec.dtype in (torch.float16, torch.bfloat16)
         and not result.ok
         and math.isfinite(result.rel_l2)
     ):
-        return ParityResult(
-            True,
-            result.rel_l2,
-            result.max_abs,
-            result.worst_index,
-            result.tolerance,
-            f"{result.message} [{ILL_CONDITIONED_NOTE}]",
-        )
+        return _noted(result, ILL_CONDITIONED_NOTE, ok=True)
     return result
+
+
+KINK_NOTE = "against the reference whose activation sees h1 rounded to the compute dtype (SwiGLU clamp)"
+
+
+def _has_rounding_sensitive_kink(spec: MoESpec) -> bool:
+    """The second documented reading: a 16-bit layer whose activation has a kink away from 0 (the SwiGLU
+    clamp at +-limit). An implementation may apply the activation to h1 as accumulated (fp32) or rounded to
+    the compute dtype first; near the limit, rounding moves values across it and flips the clamp's derivative
+    between 0 and 1, which the fp16/bf16 gradient tolerance cannot absorb. Both are correct, so such a case
+    passes when it matches either reading of the reference (moebench.reference, round_h1_to)."""
+    return spec.expert.swiglu_limit is not None and spec.dtype in (torch.float16, torch.bfloat16)
 
 
 def run_grad_case(
@@ -187,14 +200,23 @@ def run_grad_case(
 
         keep = ~stats["dropped_pairs"] if impl.drops_tokens and "dropped_pairs" in stats else None
         ref_leaves = [_leaf(v, torch.float64) for v in values]
-        ref_out = reference_moe(ref_leaves[0], weights.with_parameters(ref_leaves[1:]), keep=keep)
-        expected = _grads(ref_out, ref_leaves, dy.to(torch.float64))
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        for name, g, ref in zip(outcome.names, got, expected):
-            outcome.results[name] = _not_counted_if_ill_conditioned(
-                name, case, spec, compare(g, ref, spec.dtype, grad=True)
-            )
+
+        def check(round_h1_to: torch.dtype | None) -> dict[str, ParityResult]:
+            ref_weights = weights.with_parameters(ref_leaves[1:])
+            ref_out = reference_moe(ref_leaves[0], ref_weights, keep=keep, round_h1_to=round_h1_to)
+            expected = _grads(ref_out, ref_leaves, dy.to(torch.float64))
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            return {
+                name: _not_counted_if_ill_conditioned(name, case, spec, compare(g, ref, spec.dtype, grad=True))
+                for name, g, ref in zip(outcome.names, got, expected)
+            }
+
+        outcome.results = check(None)
+        if not outcome.ok and _has_rounding_sensitive_kink(spec):
+            rounded = check(spec.dtype)
+            if all(r.ok for r in rounded.values()):
+                outcome.results = {name: _noted(r, KINK_NOTE) for name, r in rounded.items()}
     except Exception as exc:  # report, never crash the gate
         outcome.error = f"{type(exc).__name__}: {exc}"
     return outcome

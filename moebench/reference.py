@@ -19,14 +19,22 @@ from moebench.weights import MoEWeights
 F64 = torch.float64
 
 
-def reference_moe(x: torch.Tensor, weights: MoEWeights, keep: torch.Tensor | None = None) -> torch.Tensor:
+def reference_moe(
+    x: torch.Tensor,
+    weights: MoEWeights,
+    keep: torch.Tensor | None = None,
+    *,
+    round_h1_to: torch.dtype | None = None,
+) -> torch.Tensor:
     """x: [T, H] any float dtype -> [T, H] float64. Routing, FFN and combine all in fp64.
 
     keep: optional [T, k] bool; pairs (token, slot) marked False contribute nothing. Only for
     checking implementations that document token dropping against the pairs they dropped.
+    round_h1_to: the activations see h1 rounded to that dtype (activations.expert_ffn); the gradient
+    gate's second reading of a 16-bit layer with a SwiGLU clamp.
     """
     routing = route(x.to(F64), weights, compute_dtype=F64)
-    return reference_from_routing(x, weights, routing, keep=keep)
+    return reference_from_routing(x, weights, routing, keep=keep, round_h1_to=round_h1_to)
 
 
 def _f64(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -34,7 +42,12 @@ def _f64(t: torch.Tensor | None) -> torch.Tensor | None:
 
 
 def reference_from_routing(
-    x: torch.Tensor, weights: MoEWeights, routing: Routing, keep: torch.Tensor | None = None
+    x: torch.Tensor,
+    weights: MoEWeights,
+    routing: Routing,
+    keep: torch.Tensor | None = None,
+    *,
+    round_h1_to: torch.dtype | None = None,
 ) -> torch.Tensor:
     """The layer in fp64 for a given routing (weights [T, k] any float dtype, ids [T, k]): routed experts
     (output- or input-weighted, with their biases and activation options) plus the shared experts.
@@ -57,12 +70,13 @@ def reference_from_routing(
         b2 = None if weights.b2 is None else weights.b2[expert]
         tensors = (weights.w1[expert], weights.w2[expert], b1, b2)
         if on_input:  # Llama-4: the router weight scales the expert's input
-            y = expert_ffn(spec, x64[token_idx] * w, *map(_f64, tensors))
+            y = expert_ffn(spec, x64[token_idx] * w, *map(_f64, tensors), round_h1_to=round_h1_to)
         else:
-            y = expert_ffn(spec, x64[token_idx], *map(_f64, tensors)) * w
+            y = expert_ffn(spec, x64[token_idx], *map(_f64, tensors), round_h1_to=round_h1_to) * w
         if kept is not None:
             y = y * kept[token_idx, slot, None]
         out = out.index_add(0, token_idx, y)
     if spec.shared.count:
-        out = out + shared_experts(spec, x64, weights.shared_w1, weights.shared_w2, weights.shared_gate, F64)
+        shared = (weights.shared_w1, weights.shared_w2, weights.shared_gate)
+        out = out + shared_experts(spec, x64, *shared, F64, round_h1_to=round_h1_to)
     return out

@@ -59,7 +59,10 @@ def requirement_missing(requirement: str, device: str) -> str | None:
         if not _package_available("triton"):
             return "needs triton (pip install 'moebench[triton]')"
         if device == "cpu" and not interpreting():
-            return "Triton kernels run on the CPU only under TRITON_INTERPRET=1"
+            return (
+                "Triton kernels run on CPU tensors only in Triton's interpreter: set TRITON_INTERPRET=1 before "
+                "starting Python (e.g. TRITON_INTERPRET=1 python app.py; moebench's commands do it for --device cpu)"
+            )
         if device == "cuda" and interpreting():
             return "TRITON_INTERPRET=1 is set: Triton kernels run on CPU tensors only"
         return None
@@ -150,6 +153,10 @@ class ImplInfo:
             device = x.device.type
             if device not in self.devices:
                 raise MoEInputError(f"x: {self.name} runs on {'/'.join(self.devices)}, got device {device}")
+            if "triton" in self.requires:  # e.g. CPU tensors without the interpreter: say so, not a driver error
+                reason = requirement_missing("triton", device)
+                if reason:
+                    raise MoEInputError(f"x: {self.name} cannot run on {device} tensors here: {reason}")
         if routing is None:
             return self.fn(x, weights, out=out, config=config)
         return self.fn(x, weights, out=out, config=config, routing=routing)

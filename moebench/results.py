@@ -1,7 +1,11 @@
 """Results are data: long-format CSV, one measurement per row, every row self-describing.
 
 Each row carries the environment (device name, torch/triton versions, date, command line) next
-to what was measured, so files from different machines can be concatenated and compared.
+to what was measured, and `schema_version` (the row format), so files from different machines can
+be concatenated and compared, and a file that is not moebench results is refused when read back.
+
+Where files go by default: ./moebench-results/ in the current directory, or $MOEBENCH_RESULTS_DIR
+(a command's --out overrides both). The repository's results/ holds only committed measurements.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import csv
 import datetime as _dt
 import os
 import platform
+import re
 import shlex
 import sys
 from collections.abc import Iterable
@@ -17,7 +22,15 @@ from pathlib import Path
 
 import torch
 
+from moebench.errors import MoEInputError
+
 ENV_FIELDS = ("device_name", "device_type", "torch", "triton", "python", "date", "command")
+SCHEMA_VERSION = "2"  # 2: schema_version, cache, spread and validity columns (1: unversioned, before them)
+SCHEMA_FIELD = "schema_version"
+RESULTS_DIR_ENV = "MOEBENCH_RESULTS_DIR"
+# what must agree between rows for a report to put them in one table (else --allow-mixed)
+RUN_FIELDS = ("device_name", "torch", "triton", "python", "threads")
+REQUIRED_COLUMNS = ("impl", "kind", "preset", "E", "k", "H", "I", "dtype", "T", "median_ms", "status", "device_name")
 
 
 def _triton_version() -> str:
@@ -66,9 +79,23 @@ def environment(device: str | torch.device = "cpu") -> dict[str, str]:
     }
 
 
+def results_dir() -> Path:
+    """Where output files go when --out is not given: $MOEBENCH_RESULTS_DIR, else ./moebench-results."""
+    return Path(os.environ.get(RESULTS_DIR_ENV) or "moebench-results")
+
+
+def default_path(kind: str, device: str | torch.device, suffix: str = ".csv") -> Path:
+    """results_dir()/<kind>-<device slug>-<date-time><suffix>, e.g. bench-nvidia-h100-20260101-120000.csv."""
+    device = torch.device(device)
+    name = "cpu" if device.type == "cpu" else torch.cuda.get_device_name(device)
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return results_dir() / f"{kind}-{slug}-{stamp}{suffix}"
+
+
 def write_rows(path: str | Path, rows: Iterable[dict], *, append: bool = False) -> Path:
-    """Write dict rows as CSV (columns: union of keys, environment fields last)."""
-    rows = list(rows)
+    """Write dict rows as CSV (columns: union of keys, environment fields and schema_version last)."""
+    rows = [{**row, SCHEMA_FIELD: SCHEMA_VERSION} for row in rows]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     existing: list[dict] = read_rows(path) if append and path.exists() else []
@@ -79,6 +106,7 @@ def write_rows(path: str | Path, rows: Iterable[dict], *, append: bool = False) 
             if key not in columns and key not in ENV_FIELDS:
                 columns.append(key)
     columns += [f for f in ENV_FIELDS if any(f in r for r in all_rows)]
+    columns = [c for c in columns if c != SCHEMA_FIELD] + [SCHEMA_FIELD]
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
@@ -91,3 +119,50 @@ def write_rows(path: str | Path, rows: Iterable[dict], *, append: bool = False) 
 def read_rows(path: str | Path) -> list[dict]:
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def read_results(path: str | Path) -> list[dict]:
+    """Rows of a moebench results CSV; anything else (another CSV, an older format) raises MoEInputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise MoEInputError(f"csv: expected an existing results file, got {str(path)!r}")
+    try:
+        rows = read_rows(path)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise MoEInputError(f"csv: {path} is not a moebench results file ({exc})") from None
+    columns = set(rows[0]) if rows else set()
+    if SCHEMA_FIELD not in columns:
+        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+        what = (
+            "an older moebench results file (re-run the command that wrote it)"
+            if not missing
+            else (
+                f"not a moebench results file (no {SCHEMA_FIELD} column; missing {', '.join(missing[:4])}"
+                + (", ..." if len(missing) > 4 else "")
+                + ")"
+            )
+        )
+        raise MoEInputError(f"csv: {path} is {what}" if rows else f"csv: {path} has no rows")
+    versions = sorted({r.get(SCHEMA_FIELD) or "" for r in rows})
+    if versions != [SCHEMA_VERSION]:
+        raise MoEInputError(
+            f"csv: {path} has {SCHEMA_FIELD} {', '.join(map(repr, versions))}; this moebench reads {SCHEMA_VERSION!r}"
+        )
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise MoEInputError(f"csv: {path} lacks the column(s) {', '.join(missing)} of a results file")
+    return rows
+
+
+def run_differences(sources: dict[str, list[dict]]) -> list[str]:
+    """What differs between the runs in `sources` ({file: rows}), one text per column of RUN_FIELDS,
+    e.g. "threads: 1 (a.csv) vs 2 (b.csv)"; empty when every row agrees."""
+    out = []
+    for field in RUN_FIELDS:
+        seen: dict[str, str] = {}
+        for name, rows in sources.items():
+            for row in rows:
+                seen.setdefault(str(row.get(field, "")), name)
+        if len(seen) > 1:
+            out.append(f"{field}: " + " vs ".join(f"{v or '(empty)'} ({n})" for v, n in seen.items()))
+    return out

@@ -12,6 +12,10 @@ import contextvars
 from collections.abc import Iterator
 from typing import Any
 
+# how an implementation ran the spec's shared experts (e.g. "grouped GEMMs (as extra experts)", "dense GEMM
+# pair"): `moebench bench` writes it in the row's note
+SHARED_STAT = "shared_experts"
+
 _CURRENT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("moebench_stats", default=None)
 
 

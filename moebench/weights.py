@@ -196,6 +196,8 @@ def empty_weights(spec: MoESpec, device: str | torch.device = "cpu", *, requires
 
 
 def _generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise MoEInputError(f"device: {str(device)!r} was asked for but this machine has no CUDA GPU (use 'cpu')")
     g = torch.Generator(device=device)
     g.manual_seed(seed)
     return g

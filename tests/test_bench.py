@@ -33,11 +33,12 @@ def test_cli_bench_writes_csv_with_columns_and_environment(tmp_path, capsys):
     assert {(r["impl"], r["T"]) for r in rows} == {(i, t) for i in ("naive_loop", "padded_batch") for t in ("1", "8")}
     for row in rows:
         assert row["status"] == "ok" and row["parity_ok"] == "True" and float(row["parity_rel_l2"]) < 1e-4
-        assert row["method"] == "cpu-wallclock" and row["device_type"] == "cpu" and row["dtype"] == "fp32"
+        assert row["method"] == "cpu-process-time" and row["device_type"] == "cpu" and row["dtype"] == "fp32"
         assert row["threads"] == "1"
         assert row["preset"] == "tiny" and (row["E"], row["k"], row["H"], row["I"]) == ("4", "2", "32", "48")
         assert float(row["median_ms"]) > 0 and float(row["gemm_ceiling_tflops"]) > 0
-        assert float(row["copy_ceiling_gbps"]) > 0 and 1 <= int(row["active_experts"]) <= 4
+        assert float(row["mem_ceiling_gbps"]) > 0 and 1 <= int(row["active_experts"]) <= 4
+        assert row["cache"] in ("cold", "warm") and int(row["runs"]) == 3 and row["noisy"] in ("True", "False")
         assert int(row["weight_seed"]) >= 0 and int(row["input_seed"]) >= 0 and row["baseline"] == "naive_loop"
         assert row["torch"] == torch.__version__ and "bench" in row["command"]
     assert all(float(r["speedup"]) == 1.0 for r in rows if r["impl"] == "naive_loop")
@@ -124,7 +125,7 @@ def test_metrics_follow_the_spec():
     assert metrics["flops"] == spec.flops(10) and metrics["weight_bytes"] == spec.expert_weight_bytes(3)
     assert metrics["tflops"] == pytest.approx(spec.flops(10) / 1e-3 / 1e12)
     assert metrics["pct_gemm_ceiling"] == pytest.approx(100 * metrics["tflops"] / 2.0)
-    assert metrics["pct_copy_ceiling"] == pytest.approx(100 * metrics["weight_gbps"] / 100.0)
+    assert metrics["pct_mem_ceiling"] == pytest.approx(100 * metrics["weight_gbps"] / 100.0)
     assert math.isnan(bench.row_metrics(spec, 10, 1.0, 3, None)["pct_gemm_ceiling"])
 
 
@@ -144,4 +145,5 @@ def test_measure_callable_gives_a_deployed_row():
 def test_quick_ceilings_are_measured():
     measured = measure_ceilings("cpu", ("fp32",), quick=True)
     assert measured.gemm("fp32") > 0 and measured.copy_gbps > 0 and math.isnan(measured.gemm("bf16"))
+    assert measured.mem_gbps == max(measured.copy_gbps, measured.read_gbps) > 0
     assert "TFLOP/s" in measured.describe()

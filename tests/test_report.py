@@ -21,8 +21,8 @@ def row(impl, T, ms, *, kind="loop", preset="tiny", device="cpu: test (2 cores)"
         "impl": impl, "kind": kind, "baseline": "naive_loop", "preset": preset, "E": 4, "k": 2, "H": 32, "I": 48,
         "activation": "swiglu", "dtype": "fp32", "T": T, "method": "cpu-wallclock", "median_ms": ms,
         "tflops": flops / (ms * 1e-3) / 1e12, "weight_gbps": 4 * 3 * 32 * 48 * 4 / (ms * 1e-3) / 1e9,
-        "flops": flops, "weight_bytes": 4 * 3 * 32 * 48 * 4, "pct_gemm_ceiling": 1.0, "pct_copy_ceiling": 2.0,
-        "gemm_ceiling_tflops": 0.3, "copy_ceiling_gbps": 20.0, "parity_ok": parity_ok,
+        "flops": flops, "weight_bytes": 4 * 3 * 32 * 48 * 4, "pct_gemm_ceiling": 1.0, "pct_mem_ceiling": 2.0,
+        "gemm_ceiling_tflops": 0.3, "mem_ceiling_gbps": 20.0, "parity_ok": parity_ok,
         "parity_rel_l2": 1e-7 if parity_ok else 0.5, "status": "ok" if parity_ok else "parity-fail", "note": "",
         "device_name": device, "torch": "2.13", "triton": "3.9", "python": "3.11", "date": "d", "command": "c",
     }  # fmt: skip
@@ -40,14 +40,15 @@ def sample_rows():
 
 
 def test_best_per_cell_marked_and_deployed_columns(tmp_path):
-    time_table, speedup_table = comparison_tables(sample_rows(), fmt="github")
+    time_table, best_table, speedup_table = comparison_tables(sample_rows(), fmt="github")
     header = time_table.text.splitlines()[0]
     assert "ort-cpu:portable" in header and header.index("naive_loop") < header.index("ort-cpu:portable")
     lines = {line.split("|")[2].strip(): line for line in time_table.text.splitlines()[2:]}
     # T=1: ort (0.5) is best; "broken" (0.1) failed parity so it cannot be best
     assert "**0.500**" in lines["1"] and "0.100 ✗" in lines["1"] and "**0.100" not in lines["1"]
     assert "**1.00**" in lines["16"]  # padded_batch at T=16
-    assert "ort-cpu:portable" in lines["1"].split("|")[-7]  # the "best" column names it
+    best_lines = {line.split("|")[2].strip(): line for line in best_table.text.split("\n\n")[0].splitlines()[2:]}
+    assert best_lines["1"].split("|")[3].strip() == "ort-cpu:portable"  # the "best" column names it
     speed_lines = speedup_table.text.splitlines()[2:]
     assert "**2.00**" in speed_lines[0] and "**4.00**" in speed_lines[1]
 
@@ -73,13 +74,14 @@ def test_fastest_method_per_impl_counts():
     assert cell[next(iter(cell))]["grouped_mm"].method == "cuda-graph"
 
 
-def test_report_cli_writes_markdown_and_pngs(tmp_path, capsys):
+def test_report_cli_writes_markdown_and_pngs(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     csv_path = write_rows(tmp_path / "bench-cpu.csv", sample_rows())
     assert main(["report", str(csv_path)]) == 0
-    out_dir = tmp_path / "bench-cpu-report"  # default: next to the CSV
+    out_dir = tmp_path / "moebench-results" / "bench-cpu-report"  # default: under the results folder
     report = (out_dir / "report.md").read_text()
     assert "| preset" in report and "**0.500**" in report and "ort-cpu:portable" in report
-    assert "## Parity failures and errors" in report and "broken" in report
+    assert "## Parity failures, errors and invalid rows" in report and "broken" in report
     pngs = sorted(out_dir.glob("*.png"))
     assert {p.name.split("-")[0] for p in pngs} == {"speedup", "roofline"}
     for png in pngs:
@@ -105,3 +107,23 @@ def test_report_rejects_missing_file(tmp_path):
 def test_fmt_number():
     assert [fmt_number(v) for v in (0.012345, 1.2345, 12.345, 1234.5)] == ["0.0123", "1.23", "12.3", "1234"]
     assert fmt_number(float("nan")) == "–"
+
+
+def test_report_lists_every_timed_row_with_its_spread_and_hides_invalid_times():
+    from moebench.report.markdown import render_report
+
+    rows = [
+        row("naive_loop", 1, 2.0, p20_ms=1.9, p80_ms=2.3, runs=40, spread=0.2, noisy="True", cache="cold"),
+        row("padded_batch", 1, 0.123, p20_ms=0.12, p80_ms=0.125, runs=50, spread=0.04, noisy="False", cache="cold"),
+    ]
+    rows[1].update(status="invalid", note="not a result: weight GB/s at 150% of the measured ceiling")
+    text = render_report(rows, ["x.csv"], "naive_loop", [])
+    section = text.split("## Every timed row: samples and spread")[1].split("##")[0]
+    block = next(b for b in section.split("\n\n") if "naive_loop" in b)  # the first of its wrapped blocks
+    headers = [c.strip() for c in block.splitlines()[0].split("|")]
+    cells = [c.strip() for c in next(line for line in block.splitlines() if "naive_loop" in line).split("|")]
+    wanted = {"cache": "cold", "samples": "40", "p20 ms": "1.90", "median ms": "2.00", "p80 ms": "2.30"}
+    assert {h: cells[i] for i, h in enumerate(headers) if h in wanted} == wanted
+    assert "| 20% noisy " in section
+    assert "0.123" not in text and "0.120" not in text  # an invalid row's times appear nowhere
+    assert "**invalid** not a result: weight GB/s at 150%" in text

@@ -6,10 +6,12 @@ one expert e, and its nonzero blocks are column blocks e * NB_I + j, j < NB_I. B
 `blocks[b]` = a row-major [BLOCK, BLOCK] tile. One program computes a [BLOCK_M, BLOCK_N]
 sub-tile of one nonzero block; programs of unused blocks (past the host-side bound) exit at once.
 
-* `sdd_forward_kernel`: pre = x_sorted[rows] @ W1[e, cols]^T (gate and up for swiglu), then the
-  activation; writes the activation blocks and (for training) the pre-activation blocks.
-* `sdd_backward_kernel`: dh = w_pair * (dy[token] @ W2[e][:, cols]) on the same blocks, then the
+* `sdd_forward_kernel`: pre = [w_in *] x_sorted[rows] @ W1[e, cols]^T [+ b1[e, cols]] (gate and up for
+  swiglu), then the activation; writes the activation blocks and (for training) the pre-activation blocks.
+* `sdd_backward_kernel`: dh = [w_out *] (dy[token] @ W2[e][:, cols]) on the same blocks, then the
   activation backward with the saved pre-activations; writes d(pre-activation) blocks.
+The expert options (router weight on the input or the output, b1, clamped SwiGLU, appended shared-expert
+chunks for experts >= num_experts) are constexpr switches of the epilogues: moebench.kernels.common.epilogue.
 
 Padding rows (row_to_pair = -1) and padding columns (>= I) are written as exact zeros.
 """
@@ -19,6 +21,7 @@ import triton.language as tl
 
 from moebench.kernels.block_sparse.blocks import sdd_block, sdd_tile
 from moebench.kernels.common.activation import activation_backward, activation_forward
+from moebench.kernels.common.epilogue import expert_base, pre_activation
 from moebench.kernels.common.matmul import mma
 from moebench.kernels.common.rounding import cast_for_store
 
@@ -33,18 +36,30 @@ def sdd_forward_kernel(
     h_ptr,  # [max_blocks, BLOCK, BLOCK] spec dtype (out): activation blocks
     pre_gate_ptr,  # [max_blocks, BLOCK, BLOCK] spec dtype (out, if SAVE_PRE): gate pre-activation blocks
     pre_up_ptr,  # [max_blocks, BLOCK, BLOCK] spec dtype (out, if SAVE_PRE and GATED): up pre-activation blocks
+    in_w_ptr,  # [T * TOP_K] fp32: router weight of each pair on the expert's input (SCALE_INPUT)
+    b1_ptr,  # [E, G*I] spec dtype, row stride stride_b1e, unit column stride (HAS_BIAS)
+    shared_w1_ptr,  # [S', G*I, H] spec dtype: shared-expert chunks, w1's inner strides (HAS_SHARED)
     H,
     inter,
     TOP_K,
     NB_I,
+    num_experts,
     stride_xt,
     stride_we,
     stride_wr,
     stride_wh,
     up_offset,  # I * stride_wr: from a gate row of w1 to its up row (host-computed, may exceed int32)
+    stride_b1e,
+    stride_se,
     BLOCK: tl.constexpr,
     GATED: tl.constexpr,
     ACTIVATION: tl.constexpr,
+    SWIGLU_ALPHA: tl.constexpr,
+    SWIGLU_LIMIT: tl.constexpr,
+    SWIGLU_UP_OFFSET: tl.constexpr,
+    SCALE_INPUT: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_SHARED: tl.constexpr,
     SAVE_PRE: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -62,7 +77,8 @@ def sdd_forward_kernel(
     offs_k = tl.arange(0, BLOCK_K)
 
     x_ptrs = x_ptr + token[:, None] * stride_xt + offs_k[None, :]
-    w_gate_ptrs = w1_ptr + expert * stride_we + cols[None, :].to(tl.int64) * stride_wr + offs_k[:, None] * stride_wh
+    w_expert = expert_base(w1_ptr, shared_w1_ptr, expert, num_experts, stride_we, stride_se, HAS_SHARED)
+    w_gate_ptrs = w_expert + cols[None, :].to(tl.int64) * stride_wr + offs_k[:, None] * stride_wh
     acc_gate = tl.full((BLOCK_M, BLOCK_N), 0.0, dtype=tl.float32)
     acc_up = tl.full((BLOCK_M, BLOCK_N), 0.0, dtype=tl.float32)
     for k0 in range(0, H, BLOCK_K):
@@ -77,8 +93,14 @@ def sdd_forward_kernel(
         x_ptrs += BLOCK_K
         w_gate_ptrs += BLOCK_K * stride_wh
 
+    acc_gate, acc_up = pre_activation(
+        acc_gate, acc_up, in_w_ptr, safe_pair, row_ok, b1_ptr, expert, cols, col_ok, inter, num_experts, stride_b1e,
+        GATED, SCALE_INPUT, HAS_BIAS, HAS_SHARED,
+    )  # fmt: skip
     keep = row_ok[:, None] & col_ok[None, :]
-    h = tl.where(keep, activation_forward(acc_gate, acc_up, ACTIVATION), 0.0)
+    h = tl.where(
+        keep, activation_forward(acc_gate, acc_up, ACTIVATION, SWIGLU_ALPHA, SWIGLU_LIMIT, SWIGLU_UP_OFFSET), 0.0
+    )
     tile = b * (BLOCK * BLOCK) + offs_m[:, None] * BLOCK + offs_n[None, :]  # inside block b by construction
     tl.store(h_ptr + tile, cast_for_store(h, h_ptr, ROUND_BF16))
     if SAVE_PRE:
@@ -90,8 +112,9 @@ def sdd_forward_kernel(
 @triton.jit
 def sdd_backward_kernel(
     dy_ptr,  # [T, H] spec dtype: gradient of the layer output, row stride stride_dyt, unit column stride
-    topk_weight_ptr,  # [T * TOP_K] fp32: router weight of each pair
+    out_w_ptr,  # [T * TOP_K] fp32: router weight of each pair on the expert's output (SCALE_OUTPUT)
     w2_ptr,  # [E, H, I] spec dtype
+    shared_w2_ptr,  # [S', H, I] spec dtype: shared-expert chunks, w2's inner strides (HAS_SHARED)
     row_to_pair_ptr,  # [max_rows] int32: pair id of each padded row, -1 = padding
     block_row_ptr,  # [max_blocks] int32: row block of each nonzero block, -1 = unused
     block_col_ptr,  # [max_blocks] int32: column block of each block, -1 = unused
@@ -103,13 +126,20 @@ def sdd_backward_kernel(
     inter,
     TOP_K,
     NB_I,
+    num_experts,
     stride_dyt,
     stride_we,
     stride_wh,
     stride_wi,
+    stride_se,
     BLOCK: tl.constexpr,
     GATED: tl.constexpr,
     ACTIVATION: tl.constexpr,
+    SWIGLU_ALPHA: tl.constexpr,
+    SWIGLU_LIMIT: tl.constexpr,
+    SWIGLU_UP_OFFSET: tl.constexpr,
+    SCALE_OUTPUT: tl.constexpr,
+    HAS_SHARED: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -126,7 +156,8 @@ def sdd_backward_kernel(
     offs_k = tl.arange(0, BLOCK_K)
 
     dy_ptrs = dy_ptr + token[:, None] * stride_dyt + offs_k[None, :]
-    w_ptrs = w2_ptr + expert * stride_we + offs_k[:, None].to(tl.int64) * stride_wh + cols[None, :] * stride_wi
+    w_expert = expert_base(w2_ptr, shared_w2_ptr, expert, num_experts, stride_we, stride_se, HAS_SHARED)
+    w_ptrs = w_expert + offs_k[:, None].to(tl.int64) * stride_wh + cols[None, :] * stride_wi
     acc = tl.full((BLOCK_M, BLOCK_N), 0.0, dtype=tl.float32)
     for k0 in range(0, H, BLOCK_K):
         k_ok = (k0 + offs_k) < H
@@ -136,8 +167,11 @@ def sdd_backward_kernel(
         dy_ptrs += BLOCK_K
         w_ptrs += BLOCK_K * stride_wh
     # the router weight scales whole rows, so it is applied to the fp32 product, not to dy
-    pair_weight = tl.load(topk_weight_ptr + safe_pair, mask=row_ok, other=0.0)
-    dh = acc * pair_weight[:, None]
+    if SCALE_OUTPUT:
+        pair_weight = tl.load(out_w_ptr + safe_pair, mask=row_ok, other=0.0)
+        dh = acc * pair_weight[:, None]
+    else:
+        dh = acc
 
     tile = b * (BLOCK * BLOCK) + offs_m[:, None] * BLOCK + offs_n[None, :]
     gate = tl.load(pre_gate_ptr + tile).to(tl.float32)
@@ -145,7 +179,7 @@ def sdd_backward_kernel(
         up = tl.load(pre_up_ptr + tile).to(tl.float32)
     else:
         up = gate
-    d_gate, d_up = activation_backward(gate, up, dh, ACTIVATION)
+    d_gate, d_up = activation_backward(gate, up, dh, ACTIVATION, SWIGLU_ALPHA, SWIGLU_LIMIT, SWIGLU_UP_OFFSET)
     keep = row_ok[:, None] & col_ok[None, :]
     tl.store(dpre_gate_ptr + tile, cast_for_store(tl.where(keep, d_gate, 0.0), dpre_gate_ptr, ROUND_BF16))
     if GATED:

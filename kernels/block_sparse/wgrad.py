@@ -12,6 +12,13 @@ blocks block_index_t[column_offsets_t[c] .. column_offsets_t[c+1]], with their r
                             written into dW1 [E, G*I, H].
 D is never scaled inside the kernel: an operand that passes through registers before the dot
 cannot be staged straight into shared memory, and ptxas showed the fp32 variant spilling.
+With the router weight on the expert's input (Llama-4) dW1's D is w * x per pair (ROWS_PER_D = 1), and
+dW2's D is dy per token (ROWS_PER_D = k).
+
+Bias gradients come from the same pass (BIAS_GRAD), deterministic too:
+  BIAS_FROM_SPARSE  db1[e, g*I + i] = sum over rows of S_g[r, i]   (with dW1; the programs of column 0 of N)
+  BIAS_FROM_DENSE   db2[e, n]       = sum over rows of D[pair(r), n] (with dW2; the programs of the expert's
+                                      first column block and first row tile)
 
 Each program owns one [BLOCK_M, BLOCK_N] output tile and sums its rows in a fixed order: the
 weight gradients are deterministic (no atomics). Experts with no token get exact zeros.
@@ -24,6 +31,11 @@ from moebench.kernels.block_sparse.blocks import dense_columns, sub_block
 from moebench.kernels.common.matmul import mma
 from moebench.kernels.common.rounding import cast_for_store
 
+# BIAS_GRAD: which bias gradient the pass also computes (host code reads BIAS_GRAD_CODES)
+BIAS_GRAD_CODES = {None: 0, "sparse": 1, "dense": 2}
+BIAS_FROM_SPARSE: tl.constexpr = tl.constexpr(BIAS_GRAD_CODES["sparse"])
+BIAS_FROM_DENSE: tl.constexpr = tl.constexpr(BIAS_GRAD_CODES["dense"])
+
 
 @triton.jit
 def sparse_t_dense_kernel(
@@ -34,6 +46,7 @@ def sparse_t_dense_kernel(
     block_index_t_ptr,  # [max_blocks] int32: block index, column-major order
     block_row_t_ptr,  # [max_blocks] int32: row block, column-major order
     out_ptr,  # per-expert gradient, weight dtype (out): (g*I + i, n) at e*stride_oe + (g*I+i)*stride_oi + n*stride_on
+    bias_grad_ptr,  # [E, G*I] (BIAS_FROM_SPARSE) or [E, N] (BIAS_FROM_DENSE) bias dtype (out), row stride stride_bg
     N,
     inter,
     ROWS_PER_D,
@@ -43,6 +56,8 @@ def sparse_t_dense_kernel(
     stride_oe,
     stride_oi,
     stride_on,
+    stride_bg,
+    BIAS_GRAD: tl.constexpr,
     BLOCK: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -61,6 +76,10 @@ def sparse_t_dense_kernel(
     end = tl.load(column_offsets_t_ptr + column_block + 1)
 
     acc = tl.full((BLOCK_M, BLOCK_N), 0.0, dtype=tl.float32)
+    if BIAS_GRAD == BIAS_FROM_SPARSE:
+        bias_acc = tl.full((BLOCK_M,), 0.0, dtype=tl.float32)
+    elif BIAS_GRAD == BIAS_FROM_DENSE:
+        bias_acc = tl.full((BLOCK_N,), 0.0, dtype=tl.float32)
     s_slice = s_ptr + g.to(tl.int64) * s_slice_stride
     for t in range(start, end):
         b = tl.load(block_index_t_ptr + t).to(tl.int64)
@@ -76,6 +95,10 @@ def sparse_t_dense_kernel(
                 d_ptr + d_row[:, None] * stride_dt + offs_n[None, :], mask=row_ok[:, None] & n_ok[None, :], other=0.0
             )
             acc = mma(s_t, d, acc, UPCAST_BF16, FP32_IEEE)
+            if BIAS_GRAD == BIAS_FROM_SPARSE:
+                bias_acc += tl.sum(s_t.to(tl.float32), axis=1)
+            elif BIAS_GRAD == BIAS_FROM_DENSE:
+                bias_acc += tl.sum(d.to(tl.float32), axis=0)
 
     out_rows = (g * inter + i).to(tl.int64)
     tl.store(
@@ -83,3 +106,13 @@ def sparse_t_dense_kernel(
         cast_for_store(acc, out_ptr, ROUND_BF16),
         mask=(i < inter)[:, None] & n_ok[None, :],
     )
+    # constexpr switch, then the runtime test (kept apart: the constexpr prunes the branch at compile time)
+    if BIAS_GRAD == BIAS_FROM_SPARSE:  # noqa: SIM102
+        if tl.program_id(1) == 0:  # one program per (expert, column of G*I): those of the first N block
+            bias = cast_for_store(bias_acc, bias_grad_ptr, ROUND_BF16)
+            tl.store(bias_grad_ptr + expert * stride_bg + out_rows, bias, mask=i < inter)
+    elif BIAS_GRAD == BIAS_FROM_DENSE:  # noqa: SIM102
+        # one program per (expert, n): the expert's first column block and row tile, gate slice
+        if (column_block % NB_I == 0) & (tl.program_id(0) % (BLOCK // BLOCK_M) == 0) & (g == 0):
+            bias = cast_for_store(bias_acc, bias_grad_ptr, ROUND_BF16)
+            tl.store(bias_grad_ptr + expert * stride_bg + offs_n, bias, mask=n_ok)

@@ -8,7 +8,8 @@ It streams its expert's weight slab [BLOCK_N, K] once through the K loop and mul
 all pairs of e at once: the A tile holds BLOCK_P pairs (rows of other experts masked to zero), so
 the tensor-core product stays legal (M >= 16) while memory traffic is the weights alone. More
 than BLOCK_P pairs are handled in further passes (correct, but then weights are re-read: the
-launcher uses this path for small T*k only).
+launcher uses this path for small T*k only). The expert options live in the shared tiles' epilogues
+(see moebench.kernels.triton_grouped.gemm); experts >= num_experts are appended shared-expert chunks.
 """
 
 import triton
@@ -47,18 +48,30 @@ def decode_gate_up_kernel(
     w1_ptr,  # [E, G*I, H] compute dtype, strides (stride_we, stride_wn, stride_wk)
     h_ptr,  # [P, I] compute dtype out, row = pair id, unit column stride
     topk_ids_ptr,  # [P] int64: expert of each pair
+    in_w_ptr,  # [P] fp32: router weight of each pair on the expert's input (SCALE_INPUT)
+    b1_ptr,  # [E, G*I] compute dtype, row stride stride_b1e, unit column stride (HAS_BIAS)
+    shared_w1_ptr,  # [S', G*I, H] compute dtype: shared-expert chunks, w1's inner strides (HAS_SHARED)
     num_pairs,
     top_k,
     hidden,
     inter,
+    num_experts,
     stride_xt,
     stride_xh,
     stride_we,
     stride_wn,
     stride_wk,
     stride_ht,
+    stride_b1e,
+    stride_se,
     BY_EXPERT: tl.constexpr,
     ACTIVATION: tl.constexpr,
+    SWIGLU_ALPHA: tl.constexpr,
+    SWIGLU_LIMIT: tl.constexpr,
+    SWIGLU_UP_OFFSET: tl.constexpr,
+    SCALE_INPUT: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_SHARED: tl.constexpr,
     BLOCK_P: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -70,30 +83,22 @@ def decode_gate_up_kernel(
     expert = program_expert(topk_ids_ptr, tl.program_id(0), BY_EXPERT, BLOCK_P)
     if expert < 0:  # another program serves this expert (here, not in program_expert: helpers cannot return)
         return
+    expert_i64 = expert.to(tl.int64)
     offs_n, offs_k, w_ptrs = expert_weight_ptrs(
-        w1_ptr, expert.to(tl.int64), tl.program_id(1), inter, stride_we, stride_wn, stride_wk, BLOCK_N, BLOCK_K
-    )
+        w1_ptr, shared_w1_ptr, expert_i64, tl.program_id(1), inter, num_experts, stride_we, stride_se, stride_wn,
+        stride_wk, HAS_SHARED, BLOCK_N, BLOCK_K,
+    )  # fmt: skip
     for p0 in range(0, num_pairs, BLOCK_P):
         pairs, mine = pairs_of_expert(topk_ids_ptr, p0, num_pairs, expert, BLOCK_P)
         if tl.sum(mine.to(tl.int32), axis=0) > 0:
             tokens = (pairs // top_k).to(tl.int64)
             a_ptrs = x_ptr + tokens[:, None] * stride_xt + offs_k[None, :] * stride_xh
             h = gate_up_tile(
-                a_ptrs,
-                w_ptrs,
-                mine,
-                inter * stride_wn,
-                hidden,
-                BLOCK_K * stride_xh,
-                BLOCK_K * stride_wk,
-                ACTIVATION,
-                BLOCK_P,
-                BLOCK_N,
-                BLOCK_K,
-                EVEN_K,
-                UPCAST_BF16,
-                FP32_IEEE,
-            )
+                a_ptrs, w_ptrs, mine, pairs, in_w_ptr, b1_ptr, expert_i64, offs_n,
+                inter * stride_wn, hidden, inter, num_experts, stride_b1e, BLOCK_K * stride_xh, BLOCK_K * stride_wk,
+                ACTIVATION, SWIGLU_ALPHA, SWIGLU_LIMIT, SWIGLU_UP_OFFSET, SCALE_INPUT, HAS_BIAS, HAS_SHARED,
+                BLOCK_P, BLOCK_N, BLOCK_K, EVEN_K, UPCAST_BF16, FP32_IEEE,
+            )  # fmt: skip
             h_ptrs = h_ptr + pairs.to(tl.int64)[:, None] * stride_ht + offs_n[None, :]
             tl.store(
                 h_ptrs,
@@ -108,16 +113,24 @@ def decode_down_kernel(
     w2_ptr,  # [E, H, I] compute dtype, strides (stride_we, stride_wn, stride_wk)
     y_ptr,  # [P, H] compute dtype out, row = pair id (or out [T, H] when k == 1), unit column stride
     topk_ids_ptr,  # [P] int64
-    topk_weights_ptr,  # [P] fp32
+    out_w_ptr,  # [P] fp32: router weight of each pair on the expert's output (SCALE_OUTPUT)
+    b2_ptr,  # [E, H] compute dtype, row stride stride_b2e, unit column stride (HAS_BIAS)
+    shared_w2_ptr,  # [S', H, I] compute dtype: shared-expert chunks, w2's inner strides (HAS_SHARED)
     num_pairs,
     hidden,
     inter,
+    num_experts,
     stride_ht,
     stride_we,
     stride_wn,
     stride_wk,
     stride_yt,
+    stride_b2e,
+    stride_se,
     BY_EXPERT: tl.constexpr,
+    SCALE_OUTPUT: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_SHARED: tl.constexpr,
     BLOCK_P: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -129,29 +142,21 @@ def decode_down_kernel(
     expert = program_expert(topk_ids_ptr, tl.program_id(0), BY_EXPERT, BLOCK_P)
     if expert < 0:  # another program serves this expert (here, not in program_expert: helpers cannot return)
         return
+    expert_i64 = expert.to(tl.int64)
     offs_n, offs_k, w_ptrs = expert_weight_ptrs(
-        w2_ptr, expert.to(tl.int64), tl.program_id(1), hidden, stride_we, stride_wn, stride_wk, BLOCK_N, BLOCK_K
-    )
+        w2_ptr, shared_w2_ptr, expert_i64, tl.program_id(1), hidden, num_experts, stride_we, stride_se, stride_wn,
+        stride_wk, HAS_SHARED, BLOCK_N, BLOCK_K,
+    )  # fmt: skip
     for p0 in range(0, num_pairs, BLOCK_P):
         pairs, mine = pairs_of_expert(topk_ids_ptr, p0, num_pairs, expert, BLOCK_P)
         if tl.sum(mine.to(tl.int32), axis=0) > 0:
             rows = pairs.to(tl.int64)
             a_ptrs = h_ptr + rows[:, None] * stride_ht + offs_k[None, :]
             y = down_tile(
-                a_ptrs,
-                w_ptrs,
-                mine,
-                topk_weights_ptr,
-                pairs,
-                inter,
-                BLOCK_K * stride_wk,
-                BLOCK_P,
-                BLOCK_N,
-                BLOCK_K,
-                EVEN_K,
-                UPCAST_BF16,
-                FP32_IEEE,
-            )
+                a_ptrs, w_ptrs, mine, pairs, out_w_ptr, b2_ptr, expert_i64, offs_n,
+                hidden, inter, num_experts, stride_b2e, BLOCK_K * stride_wk,
+                SCALE_OUTPUT, HAS_BIAS, HAS_SHARED, BLOCK_P, BLOCK_N, BLOCK_K, EVEN_K, UPCAST_BF16, FP32_IEEE,
+            )  # fmt: skip
             y_ptrs = y_ptr + rows[:, None] * stride_yt + offs_n[None, :]
             tl.store(
                 y_ptrs,

@@ -5,6 +5,7 @@ and reference, parity on a NaN-poisoned `out` before and after timing, and the t
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -14,39 +15,58 @@ import torch
 
 from moebench.bench.rows import make_row
 from moebench.ceilings import Ceilings
+from moebench.coldcache import Flusher, is_weight_bound
 from moebench.parity import compare, poison_allocator
 from moebench.reference import reference_moe
 from moebench.registry import ImplInfo
 from moebench.routing import route
 from moebench.spec import MoESpec
-from moebench.stats import collect_stats
-from moebench.timing import time_fn
+from moebench.stats import SHARED_STAT, collect_stats
+from moebench.timing import cpu_clock, time_fn
 from moebench.weights import MoEWeights, random_inputs
 
 
 @dataclass(frozen=True)
 class BenchOptions:
-    """How to time: CUDA graphs on/off, warm-up and repetitions (None: moebench.timing's defaults)."""
+    """How to time: CUDA graphs on/off, warm-up, repetitions (None: moebench.timing's defaults; on
+    the CPU adaptive sampling), and the cache state (auto: cold for weight-bound cells)."""
 
     use_graph: bool = True
     eager: bool = True  # False: a graph-safe implementation on CUDA gets its CUDA-graph row only
     warmup: int | None = None
     reps: int | None = None
     seed: int | None = None  # fixes weight seed = seed, input seed = seed + 1 + T (default: fresh)
+    cache: str = "auto"  # auto | cold | warm (moebench.coldcache)
 
-    cpu_budget_s: float = 0.2  # CPU, reps not given: aim for about this long per measurement
+    cpu_budget_s: float = 3.0  # CPU, reps not given: sample until the median is tight or this many seconds
 
     def timing_kwargs(self, device: torch.device, first_call_ms: float) -> dict:
-        """time_fn arguments; on the CPU without explicit reps, 3-10 reps sized by the first call."""
-        kwargs = {}
-        if device.type == "cpu" and self.reps is None:
-            kwargs["reps"] = max(3, min(10, int(self.cpu_budget_s * 1e3 / max(first_call_ms, 1e-3))))
-            kwargs["warmup"] = 1 if first_call_ms > 20 else 2
+        """time_fn arguments; on the CPU without explicit reps, adaptive sampling within cpu_budget_s."""
+        kwargs: dict = {}
+        if device.type == "cpu":
+            kwargs["clock"] = cpu_clock()
+            if self.reps is None:
+                kwargs.update(reps=None, max_seconds=self.cpu_budget_s, warmup=1 if first_call_ms > 20 else 2)
         if self.warmup is not None:
             kwargs["warmup"] = self.warmup
         if self.reps is not None:
             kwargs["reps"] = self.reps
         return kwargs
+
+
+@functools.lru_cache(maxsize=1)
+def _flusher(device: str) -> Flusher:
+    return Flusher(device)
+
+
+def cache_state(
+    mode: str, spec: MoESpec, num_tokens: int, n_active: int, ceilings: Ceilings | None, device: torch.device
+) -> tuple[str, dict]:
+    """('cold', time_fn kwargs that flush the last-level cache before each sample) or ('warm', {})."""
+    ridge = ceilings.ridge(spec.dtype) if ceilings is not None else math.nan
+    if mode == "cold" or (mode == "auto" and is_weight_bound(spec, num_tokens, n_active, ridge)):
+        return "cold", {"before_each": _flusher(str(device)).flush}
+    return "warm", {}
 
 
 def count_active_experts(x: torch.Tensor, weights: MoEWeights) -> int:
@@ -104,6 +124,7 @@ def measure_callable(
     input_seed: int | str = "",
     note: str = "",
     timing_kwargs: dict | None = None,
+    cache: str = "auto",
 ) -> dict:
     """Time `fn` with moebench.timing.time_fn and return a bench row for it.
 
@@ -112,7 +133,9 @@ def measure_callable(
     distinct experts its input hits (count_active_experts) for the weight-bandwidth column.
     On CUDA `fn` must do its work on the current stream (or synchronise) for events to time it.
     """
-    timing = time_fn(fn, device, use_graph=use_graph, **(timing_kwargs or {}))
+    n_active = n_active if n_active is not None else spec.num_experts
+    state, cold = cache_state(cache, spec, num_tokens, n_active, ceilings, torch.device(device))
+    timing = time_fn(fn, device, use_graph=use_graph, **(timing_kwargs or {}), **cold)
     tol = float("nan")
     if parity_ok is not None:
         from moebench.tolerances import tolerance
@@ -124,8 +147,9 @@ def measure_callable(
         spec=spec,
         num_tokens=num_tokens,
         timing=timing,
-        n_active=n_active if n_active is not None else spec.num_experts,
+        n_active=n_active,
         ceilings=ceilings,
+        cache=state,
         parity_rel_l2=parity_error,
         parity_tol=tol,
         parity_ok=parity_ok,
@@ -198,18 +222,23 @@ def bench_impl(
         if info.drops_tokens and "dropped_pairs" in stats:
             ref = reference_moe(x, weights, keep=~stats["dropped_pairs"])
             notes.append(f"drops tokens: {int(stats['num_dropped'])} of {x.shape[0] * spec.top_k} pairs")
+        if SHARED_STAT in stats:
+            notes.append(f"shared experts: {stats[SHARED_STAT]}")
         first = _check(result, out, ref, spec.dtype)
     except Exception as exc:  # report, never crash the run
         return [make_row(timing=None, note=_short(exc, 500), **common)]
 
     graph = device.type == "cuda" and options.use_graph and info.graph_safe
     methods = ([False] if options.eager or not graph else []) + ([True] if graph else [])
+    state, cold = cache_state(options.cache, spec, cell.num_tokens, cell.n_active, ceilings, device)
+    common["cache"] = state
     rows = []
     for use_graph in methods:
         out.fill_(math.nan)
         call = lambda: info(x, weights, out=out, check=False)  # noqa: E731
         try:
-            timing = time_fn(call, device, use_graph=use_graph, **options.timing_kwargs(device, first_call_ms))
+            kwargs = options.timing_kwargs(device, first_call_ms)
+            timing = time_fn(call, device, use_graph=use_graph, **kwargs, **cold)
         except Exception as exc:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)

@@ -15,7 +15,7 @@ from moebench.ceilings import Ceilings
 from moebench.presets import spec_label
 from moebench.results import environment
 from moebench.spec import MoESpec, dtype_name
-from moebench.timing import Timing
+from moebench.timing import SPREAD_BOUND, Timing
 
 # columns of a bench row, in CSV order (environment fields follow)
 ROW_COLUMNS = (
@@ -32,11 +32,14 @@ ROW_COLUMNS = (
     "dtype",
     "T",
     "method",
+    "cache",
     "threads",
     "median_ms",
     "p20_ms",
     "p80_ms",
     "runs",
+    "spread",
+    "noisy",
     "calls_per_sample",
     "speedup",
     "tflops",
@@ -45,9 +48,9 @@ ROW_COLUMNS = (
     "flops",
     "weight_bytes",
     "pct_gemm_ceiling",
-    "pct_copy_ceiling",
+    "pct_mem_ceiling",
     "gemm_ceiling_tflops",
-    "copy_ceiling_gbps",
+    "mem_ceiling_gbps",
     "parity_rel_l2",
     "parity_tol",
     "parity_ok",
@@ -58,8 +61,9 @@ ROW_COLUMNS = (
     "input_seed",
 )
 
-# status values: ok (timed, parity passed), parity-fail (timed, parity failed), error (crashed)
-STATUS_OK, STATUS_PARITY_FAIL, STATUS_ERROR = "ok", "parity-fail", "error"
+# status values: ok (timed, parity passed), parity-fail (timed, parity failed), error (crashed),
+# invalid (timed above a ceiling measured in the same run: a measurement artefact, not a result)
+STATUS_OK, STATUS_PARITY_FAIL, STATUS_ERROR, STATUS_INVALID = "ok", "parity-fail", "error", "invalid"
 
 
 def _ratio(num: float, den: float) -> float:
@@ -67,14 +71,14 @@ def _ratio(num: float, den: float) -> float:
 
 
 def row_metrics(spec: MoESpec, num_tokens: int, median_ms: float, n_active: int, ceilings: Ceilings | None) -> dict:
-    """Throughput columns for one time: TFLOP/s, weight GB/s and their % of the ceilings."""
+    """Throughput columns for one time: TFLOP/s, weight GB/s and their % of the ceilings (GEMM, memory)."""
     flops = spec.flops(num_tokens)
     weight_bytes = spec.expert_weight_bytes(n_active)
     seconds = median_ms * 1e-3
     tflops = _ratio(flops, seconds) / 1e12
     gbps = _ratio(weight_bytes, seconds) / 1e9
     gemm = ceilings.gemm(spec.dtype) if ceilings else float("nan")
-    copy = ceilings.copy_gbps if ceilings else float("nan")
+    mem = ceilings.mem_gbps if ceilings else float("nan")
     return {
         "tflops": tflops,
         "weight_gbps": gbps,
@@ -82,9 +86,9 @@ def row_metrics(spec: MoESpec, num_tokens: int, median_ms: float, n_active: int,
         "flops": flops,
         "weight_bytes": weight_bytes,
         "pct_gemm_ceiling": 100 * _ratio(tflops, gemm),
-        "pct_copy_ceiling": 100 * _ratio(gbps, copy),
+        "pct_mem_ceiling": 100 * _ratio(gbps, mem),
         "gemm_ceiling_tflops": gemm,
-        "copy_ceiling_gbps": copy,
+        "mem_ceiling_gbps": mem,
     }
 
 
@@ -109,8 +113,10 @@ def make_row(
     input_seed: int | str = "",
     env: dict | None = None,
     device: str | torch.device = "cpu",
+    cache: str = "",
 ) -> dict:
-    """One long-format row. status defaults to ok / parity-fail (from parity_ok) / error (no timing)."""
+    """One long-format row. status defaults to ok / parity-fail (from parity_ok) / error (no timing),
+    and to invalid when the time puts the row above a ceiling measured in the same run."""
     e, k, h, i = spec.shape
     row: dict = {
         "impl": impl,
@@ -129,17 +135,24 @@ def make_row(
     if timing is not None:
         row.update(
             method=timing.method,
+            cache=cache,
             threads=torch.get_num_threads() if torch.device(device).type == "cpu" else "",
             median_ms=timing.median_ms,
             p20_ms=timing.p20_ms,
             p80_ms=timing.p80_ms,
             runs=timing.runs,
+            spread=timing.spread,
+            noisy=bool(timing.spread > SPREAD_BOUND),
             calls_per_sample=timing.calls_per_sample,
             speedup=_ratio(baseline_ms, timing.median_ms) if baseline_ms else float("nan"),
         )
         row.update(row_metrics(spec, num_tokens, timing.median_ms, n_active, ceilings))
     if status is None:
         status = STATUS_ERROR if timing is None else (STATUS_PARITY_FAIL if parity_ok is False else STATUS_OK)
+    above = above_ceiling(row)
+    if above:
+        status = STATUS_INVALID if status == STATUS_OK else status
+        note = "; ".join(n for n in (f"not a result: {above}", note) if n)
     row.update(
         parity_rel_l2=parity_rel_l2,
         parity_tol=parity_tol,
@@ -155,11 +168,22 @@ def make_row(
     return ordered
 
 
+def above_ceiling(row: dict) -> str:
+    """Why a row's throughput exceeds 100% of a ceiling measured in the same run ('' when it does not)."""
+    reasons = []
+    for column, what in (("pct_gemm_ceiling", "TFLOP/s"), ("pct_mem_ceiling", "weight GB/s")):
+        pct = row.get(column)
+        if isinstance(pct, float) and pct > 100:
+            reasons.append(f"{what} at {pct:.0f}% of the measured ceiling")
+    return ", ".join(reasons)
+
+
 def fill_speedups(rows: list[dict], baseline: str) -> None:
-    """Set speedup = (baseline's best time on the same cell) / time, for every timed row."""
+    """Set speedup = (baseline's best valid time on the same cell) / time, for every timed row."""
     best: dict[tuple, float] = {}
     for row in rows:
-        if row["impl"] == baseline and isinstance(row.get("median_ms"), float):
+        valid = row.get("status") != STATUS_INVALID
+        if row["impl"] == baseline and valid and isinstance(row.get("median_ms"), float):
             key = _cell_key(row)
             best[key] = min(best.get(key, math.inf), row["median_ms"])
     for row in rows:

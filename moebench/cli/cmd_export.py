@@ -1,9 +1,10 @@
 """`moebench export`: the layer as ONNX (portable or ONNX Runtime fused) or a TensorRT engine,
-checked and run once for parity; with --bench, the deployment comparison (rows under results/).
+checked and run once for parity; with --bench, the deployment comparison (a CSV under
+./moebench-results/ unless --out).
 
   moebench export --preset tiny --format onnx --flavor portable --out /tmp/x.onnx
   moebench export --preset tiny --flavor ort-fused --dtype fp16 --out /tmp/x_fused.onnx
-  moebench export --preset mixtral-8x7b --dtype fp16 --format trt --out mixtral.engine   (GPU + TensorRT)
+  moebench export --preset mixtral-8x7b --dtype fp16 --format trt   (a CUDA GPU and TensorRT)
   moebench export --bench --preset small-8x2 --tokens 1,16,128 --dtype fp32
 """
 
@@ -16,15 +17,29 @@ from pathlib import Path
 from tabulate import tabulate
 
 from moebench import registry
-from moebench.cli.common import add_problem_args, csv, int_csv, prepare_device_arg, resolve_specs
+from moebench.cli.common import (
+    add_problem_args,
+    impl_csv,
+    nonneg_int,
+    positive_int,
+    positive_int_csv,
+    prepare_device,
+    prepare_device_arg,
+    resolve_specs,
+)
 from moebench.errors import MoEInputError
 from moebench.presets import spec_label
+from moebench.results import results_dir
 from moebench.spec import dtype_name
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export to ONNX / TensorRT, check, run parity; --bench: deployment comparison")
-    add_problem_args(p, default_presets="tiny")
+    p = sub.add_parser(
+        "export",
+        help="export to ONNX / TensorRT, check, run parity; --bench: deployment comparison",
+        description=__doc__,
+    )
+    add_problem_args(p, default_presets="tiny (--bench: small-8x2; comma-separated)", one=True)
     p.add_argument("--format", choices=("onnx", "trt"), default="onnx", help="onnx file or TensorRT engine")
     p.add_argument(
         "--flavor",
@@ -32,26 +47,42 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="portable",
         help="portable: standard ops, TensorRT-parsable; ort-fused: ONNX Runtime's com.microsoft.MoE",
     )
-    p.add_argument("--out", default=None, help="output path (.onnx, or .engine for --format trt; --bench: the CSV)")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 18; default 18)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output path (.onnx, or .engine for --format trt; --bench: the CSV); default: ./moebench-results/",
+    )
+    p.add_argument("--opset", type=opset, default=18, help="ONNX opset (>= 18; default 18)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random canonical weights exported (default 0)")
     p.add_argument(
         "--external-threshold",
-        type=int,
+        type=nonneg_int,
         default=None,
         help="weight bytes above which weights go to an external-data file (default: protobuf's 2 GB limit)",
     )
     p.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime parity run after exporting")
-    p.add_argument("--min-tokens", type=int, default=1, help="TensorRT profile: smallest T (default 1)")
-    p.add_argument("--opt-tokens", type=int, default=128, help="TensorRT profile: T tuned for (default 128)")
-    p.add_argument("--max-tokens", type=int, default=4096, help="TensorRT profile: largest T (default 4096)")
+    p.add_argument("--min-tokens", type=positive_int, default=1, help="TensorRT profile: smallest T (default 1)")
+    p.add_argument("--opt-tokens", type=positive_int, default=128, help="TensorRT profile: T tuned for (default 128)")
+    p.add_argument("--max-tokens", type=positive_int, default=4096, help="TensorRT profile: largest T (default 4096)")
     p.add_argument("--bench", action="store_true", help="deployment comparison: time ORT / TensorRT vs PyTorch impls")
-    p.add_argument("--tokens", type=int_csv, default=None, help="--bench: token counts (default 1,16,128)")
     p.add_argument(
-        "--compare", type=csv, default=None, help="--bench: PyTorch implementations to include (the baseline always is)"
+        "--tokens", type=positive_int_csv, default=None, help="--bench: comma-separated token counts (default 1,16,128)"
     )
-    p.add_argument("--reps", type=int, default=None, help="--bench: timed runs per measurement")
+    p.add_argument(
+        "--compare",
+        type=impl_csv,
+        default=None,
+        help="--bench: comma-separated PyTorch implementations to include (the baseline always is)",
+    )
+    p.add_argument("--reps", type=positive_int, default=None, help="--bench: timed runs per measurement")
     p.set_defaults(handler=run)
+
+
+def opset(text: str) -> int:
+    value = positive_int(text)
+    if value < 18:
+        raise argparse.ArgumentTypeError(f"expected an ONNX opset >= 18, got {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 def _default_out(spec, flavor: str, fmt: str) -> Path:
     label = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec_label(spec))
     suffix = ".engine" if fmt == "trt" else ".onnx"
-    return Path(f"moe-{label}-{dtype_name(spec.dtype)}-{flavor if fmt == 'onnx' else 'trt'}{suffix}")
+    return results_dir() / f"moe-{label}-{dtype_name(spec.dtype)}-{flavor if fmt == 'onnx' else 'trt'}{suffix}"
 
 
 def _run_export(args: argparse.Namespace) -> int:
@@ -78,9 +109,20 @@ def _run_export(args: argparse.Namespace) -> int:
     if args.impl and len(args.impl) > 1:
         raise MoEInputError(f"--impl: name one implementation the exported layer stands for, got {args.impl}")
     impl = args.impl[0] if args.impl else _baseline()
-    registry.get(impl)  # unknown name: clear error
     if args.format == "trt" and args.flavor != "portable":
         raise MoEInputError("--flavor: TensorRT engines are built from the portable graph (ort-fused is ORT-only)")
+    import torch
+
+    if args.format == "trt" and (args.device == "cpu" or not torch.cuda.is_available()):
+        given = "--device cpu given" if args.device == "cpu" else "this machine has no CUDA GPU"
+        raise MoEInputError(f"--format trt: TensorRT engines build and run on a CUDA GPU only ({given})")
+    if args.format == "trt":
+        prepare_device("cuda")
+    if args.min_tokens > args.opt_tokens or args.opt_tokens > args.max_tokens:
+        raise MoEInputError(
+            f"--min-tokens/--opt-tokens/--max-tokens: expected min <= opt <= max, got "
+            f"{args.min_tokens}, {args.opt_tokens}, {args.max_tokens}"
+        )
     out = Path(args.out) if args.out else _default_out(spec, args.flavor, args.format)
     weights = random_weights(spec, device="cpu", seed=args.seed)
     label = f"{spec_label(spec)} ({spec.describe()})"
@@ -164,19 +206,28 @@ def _run_bench(args: argparse.Namespace) -> int:
         specs, tokens, device, compare=tuple(args.compare or ()), out=args.out, seed=None, reps=args.reps
     )
     shown = [
-        [r["impl"], r["kind"], r["preset"], r["dtype"], r["T"], _fmt(r.get("median_ms")), r["method"],
-         _fmt(r.get("parity_rel_l2")), r["status"], r["note"]]
+        [r["impl"], r["kind"], r["preset"], r["dtype"], r["T"], *_times(r), r.get("runs", ""), r.get("cache", ""),
+         r["method"], _fmt(r.get("parity_rel_l2")), r["status"], r["note"]]
         for r in result.rows
     ]  # fmt: skip
     if shown:
-        print(tabulate(shown, headers=["impl", "kind", "preset", "dtype", "T", "median ms", "method", "rel_l2",
-                                       "status", "note"]))  # fmt: skip
+        print(tabulate(shown, headers=["impl", "kind", "preset", "dtype", "T", "median ms", "p20..p80", "n", "cache",
+                                       "method", "rel_l2", "status", "note"]))  # fmt: skip
     if result.left_out:
         print("\nnot run:")
         print(tabulate(result.left_out, headers=["impl", "reason"]))
     print(f"\n{len(result.rows)} row(s)" + (f"; wrote {result.path}" if result.path else "; nothing written"))
-    bad = [r for r in result.rows if r["status"] != "ok"]
+    bad = [r for r in result.rows if r["status"] not in ("ok", "invalid")]  # invalid: an artefact, not a failure
     return 1 if bad else 0
+
+
+def _times(row: dict) -> list[str]:
+    """Median and p20..p80 of a row as text; 'invalid' for a row above a measured ceiling (not a result)."""
+    if row["status"] == "invalid":
+        return ["invalid", ""]
+    if not isinstance(row.get("median_ms"), float):
+        return ["", ""]
+    return [_fmt(row["median_ms"]), f"{_fmt(row['p20_ms'])}..{_fmt(row['p80_ms'])}"]
 
 
 def _fmt(value) -> str:

@@ -18,8 +18,20 @@ from moebench.errors import MoEInputError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("session", help="a whole GPU session in one command: tests, verify, bench, tune, in a deadline")
-    p.add_argument("--device", default=None, help="cuda (the GPU session) or cpu (tiny presets, interpreter)")
+    p = sub.add_parser(
+        "session",
+        help="a whole GPU session in one command: tests, verify, bench, tune, in a deadline",
+        description="Run everything a GPU session needs in priority order (environment and ceilings, the GPU "
+        "tests, verify, CUDA-graph bench, tuned vs default, the rest) within a deadline: the plan is printed "
+        "first with each step's estimate, a step that cannot finish in the time left is skipped with a line, "
+        "and the files in --out are complete after every step.",
+    )
+    p.add_argument(
+        "--device",
+        choices=("cuda", "cpu"),
+        default=None,
+        help="cuda (the GPU session) or cpu (tiny presets, interpreter)",
+    )
     p.add_argument("--deadline", type=float, default=None, help="seconds from process start (default 540)")
     p.add_argument("--out", default=None, help="folder for the result files (default: $OUT)")
     p.add_argument("--work", default=None, help="working folder, packed into session.tar.gz (default: a temp dir)")

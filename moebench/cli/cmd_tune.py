@@ -7,10 +7,19 @@ results/configs/README.md for the file format and how lookups fall back.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from tabulate import tabulate
 
-from moebench.cli.common import add_problem_args, int_csv, prepare_device_arg, resolve_specs
+from moebench.cli.common import (
+    add_problem_args,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    positive_int_csv,
+    prepare_device_arg,
+    resolve_specs,
+)
 from moebench.errors import MoEInputError
 from moebench.tuning.buckets import CPU_DEFAULT_BUCKETS, buckets_for
 
@@ -19,28 +28,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "tune",
         help="autotune kernel configs per GPU, shape, dtype and token bucket (winners pass the parity gate)",
+        description=__doc__,
     )
     add_problem_args(p, default_presets="none: name --preset or --shape")
     p.add_argument(
         "--tokens",
-        type=int_csv,
+        type=positive_int_csv,
         default=None,
         help=f"token counts to tune, each snapped to its log-scale bucket (default: 1..65536 on cuda, "
         f"{','.join(map(str, CPU_DEFAULT_BUCKETS))} on cpu)",
     )
     p.add_argument(
-        "--budget", type=float, default=None, help="seconds of timing per (kernel, bucket) search (default: no cap)"
+        "--budget",
+        type=positive_float,
+        default=None,
+        help="seconds of timing per (kernel, bucket) search (default: no cap)",
     )
     p.add_argument(
         "--max-configs",
-        type=int,
+        type=positive_int,
         default=None,
         help="configs timed per (kernel, bucket) search, the default included (default: 64 on cuda, 12 on cpu)",
     )
-    p.add_argument("--gpus", type=int, default=None, help="worker processes, one per GPU (default: every visible GPU)")
+    p.add_argument(
+        "--gpus", type=positive_int, default=None, help="worker processes, one per GPU (default: every visible GPU)"
+    )
     p.add_argument(
         "--compile-workers",
-        type=int,
+        type=nonneg_int,
         default=None,
         help="processes compiling candidates ahead of their timing, per GPU worker "
         "(default: the CPU cores left per GPU, at most 8; 0 on cpu or to switch it off)",
@@ -61,15 +76,10 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.preset and not args.shape:
         raise MoEInputError("--preset/--shape: name what to tune (e.g. --preset mixtral-8x7b --dtype bf16)")
-    if args.max_configs is not None and args.max_configs < 1:
-        raise MoEInputError(f"--max-configs: expected a positive count, got {args.max_configs}")
-    if args.compile_workers is not None and args.compile_workers < 0:
-        raise MoEInputError(f"--compile-workers: expected a count >= 0, got {args.compile_workers}")
-    if args.budget is not None and args.budget <= 0:
-        raise MoEInputError(f"--budget: expected positive seconds, got {args.budget}")
     device = prepare_device_arg(args.device)
     specs = resolve_specs(args, default_dtypes=("bf16",))
     out_dir = resolve_out_dir(args.out_dir)
+    print(f"moebench tune on {device}: {len(specs)} problem(s); configs go to {out_dir}", flush=True)
     rows = tune(
         specs,
         impls=args.impl,
@@ -81,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         gpus=args.gpus,
         ray_address=args.ray_address,
-        progress=not args.no_progress,
+        progress=not args.no_progress and sys.stderr.isatty(),  # no bar drawn into a log
         compile_workers=args.compile_workers,
     )
     if not rows:

@@ -9,7 +9,7 @@ import torch
 from tabulate import tabulate
 
 from moebench import registry
-from moebench.cli.common import add_problem_args, int_csv, prepare_device_arg, resolve_specs
+from moebench.cli.common import add_problem_args, int_csv, nonneg_int, prepare_device_arg, resolve_specs
 from moebench.gradparity import run_grad_case
 from moebench.parity import Case, edge_cases, random_cases, run_case
 from moebench.presets import spec_label
@@ -17,10 +17,16 @@ from moebench.spec import dtype_name
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("verify", help="parity gate: every implementation vs the fp64 reference")
+    p = sub.add_parser(
+        "verify",
+        help="parity gate: every implementation vs the fp64 reference",
+        description="The parity gate: every available implementation (or --impl) against one fp64 reference on "
+        "fresh random inputs (the seed is printed; replay with --seed), with the edge cases (T=0, T=1, empty "
+        "experts, all tokens on one expert, ...). Exits 1 on any failure.",
+    )
     add_problem_args(p)
     p.add_argument(
-        "--cases", type=int, default=2, help="random cases per (impl, preset, dtype) on top of the edge cases"
+        "--cases", type=nonneg_int, default=2, help="random cases per (impl, preset, dtype) on top of the edge cases"
     )
     p.add_argument(
         "--tokens", type=int_csv, default=None, help="token counts to check instead of the edge cases (e.g. 1,16,128)"
@@ -48,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     device = prepare_device_arg(args.device)
     specs = resolve_specs(args)
     impls = registry.select(args.impl, device)
+    print(f"moebench verify on {device}: {len(impls)} implementation(s) x {len(specs)} problem(s)", flush=True)
     rows, failures, skipped, checks = [], 0, [], 0
     for info in impls:
         ok, reason = info.available(device)

@@ -1,8 +1,15 @@
 """grouped_mm (peer): the layer as PyTorch's own grouped GEMM, `torch._grouped_mm`.
 
-route -> sort the T*k (token, slot) pairs by expert (argsort + searchsorted: no host sync)
--> gather the tokens -> grouped GEMM with w1 (int32 `offs` = cumulative pairs per expert) ->
-activation -> grouped GEMM with w2 -> weighted index_add into an fp32 accumulator.
+route -> sort the (token, slot) pairs by expert (argsort + searchsorted: no host sync)
+-> gather the tokens -> grouped GEMM with w1 (int32 `offs` = cumulative pairs per expert) (+ b1) ->
+activation -> grouped GEMM with w2 (+ b2) -> weighted index_add into an fp32 accumulator.
+
+Every spec option: the router's through moebench.routing; input weighting scales the gathered rows; expert
+biases are gathered per pair. Shared experts with the routed experts' intermediate size (DeepSeek-V3,
+Kimi-K2, GLM-4.5-Air, Llama-4) are appended to the weights as always-hit experts E..E+S-1, so they run in
+the same two grouped GEMMs (their pairs weighted by the shared gate, or 1); other sizes (Qwen1.5-MoE) run
+as a dense GEMM pair per shared expert. Which one ran is recorded as stat "shared_experts" (the bench notes
+it).
 
 What torch._grouped_mm supports (read from ATen, checked on torch 2.13 CPU):
   * dtypes fp32, fp16, bf16 (fp64 is refused) on CPU and CUDA; output dtype = input dtype.
@@ -23,10 +30,17 @@ from dataclasses import dataclass
 
 import torch
 
-from moebench.activations import apply_activation
+from moebench.activations import (
+    add_shared_experts,
+    apply_activation,
+    expert_inputs,
+    output_weights,
+    shared_gate_weights,
+)
 from moebench.registry import register
 from moebench.routing import route_unless_given
-from moebench.spec import MoESpec
+from moebench.spec import FEATURES, MoESpec
+from moebench.stats import SHARED_STAT, record_stat
 from moebench.weights import MoEWeights
 
 
@@ -38,28 +52,73 @@ def _aligned(n: int, dtype: torch.dtype) -> int:
 
 @dataclass(frozen=True)
 class _Layout:
-    """Operands for torch._grouped_mm: w1t [E, Hp, G*Ip], w2t [E, Ip, Hp] (views when no padding)."""
+    """Operands for torch._grouped_mm (views when nothing is padded or appended): n = E, or E + S with the
+    shared experts appended. w1t [n, Hp, G*Ip], w2t [n, Ip, Hp], b1 [n, G*Ip], b2 [n, Hp] (None without
+    expert biases; zero for shared experts)."""
 
-    spec: MoESpec  # the spec with intermediate = Ip (for the activation split)
     hidden: int  # Hp
     w1t: torch.Tensor
     w2t: torch.Tensor
+    b1: torch.Tensor | None
+    b2: torch.Tensor | None
+    shared_grouped: bool
+
+
+def shared_as_experts(spec: MoESpec) -> bool:
+    """Whether the shared experts can join the routed ones in the grouped GEMMs (same intermediate size)."""
+    return spec.shared.count > 0 and spec.shared.intermediate == spec.intermediate
+
+
+def _pad_blocks(t: torch.Tensor, groups: int, size: int, padded: int) -> torch.Tensor:
+    """[n, groups*size, ...] -> [n, groups*padded, ...]: each of the `groups` blocks zero-padded to `padded`."""
+    out = t.new_zeros(t.shape[0], groups * padded, *t.shape[2:])
+    for g in range(groups):
+        out[:, g * padded : g * padded + size] = t[:, g * size : (g + 1) * size]
+    return out
 
 
 def _make_layout(weights: MoEWeights) -> _Layout:
     spec = weights.spec
     h, i = spec.hidden, spec.intermediate
     hp, ip = _aligned(h, spec.dtype), _aligned(i, spec.dtype)
+    grouped = shared_as_experts(spec)
+    w1, w2, b1, b2 = weights.w1, weights.w2, weights.b1, weights.b2
+    if grouped:
+        w1, w2 = torch.cat([w1, weights.shared_w1]), torch.cat([w2, weights.shared_w2])
+        if b1 is not None:
+            b1 = torch.cat([b1, b1.new_zeros(spec.shared.count, b1.shape[1])])
+            b2 = torch.cat([b2, b2.new_zeros(spec.shared.count, h)])
     if (hp, ip) == (h, i):
-        # [E, G*I, H] viewed as [E, H, G*I]: column-major per expert, the layout CUTLASS wants
-        return _Layout(spec, h, weights.w1.transpose(1, 2), weights.w2.transpose(1, 2))
-    e, groups = spec.num_experts, spec.w1_rows // i
-    w1 = weights.w1.new_zeros(e, groups * ip, hp)
-    for g in range(groups):  # gate block, then up block, each padded to Ip rows
-        w1[:, g * ip : g * ip + i, :h] = weights.w1[:, g * i : (g + 1) * i]
-    w2 = weights.w2.new_zeros(e, hp, ip)
-    w2[:, :h, :i] = weights.w2
-    return _Layout(spec.replace(intermediate=ip), hp, w1.transpose(1, 2), w2.transpose(1, 2))
+        # [n, G*I, H] viewed as [n, H, G*I]: column-major per expert, the layout CUTLASS wants
+        return _Layout(h, w1.transpose(1, 2), w2.transpose(1, 2), b1, b2, grouped)
+    groups = spec.w1_rows // i  # gate block, then up block, each padded to Ip rows
+    w1p = _pad_blocks(w1, groups, i, ip)
+    w1p = torch.cat([w1p, w1p.new_zeros(*w1p.shape[:2], hp - h)], dim=2)
+    w2p = w2.new_zeros(w2.shape[0], hp, ip)
+    w2p[:, :h, :i] = w2
+    if b1 is not None:
+        b1 = _pad_blocks(b1, groups, i, ip)
+        b2 = torch.cat([b2, b2.new_zeros(b2.shape[0], hp - h)], dim=1)
+    return _Layout(hp, w1p.transpose(1, 2), w2p.transpose(1, 2), b1, b2, grouped)
+
+
+def _pairs(x: torch.Tensor, weights: MoEWeights, layout: _Layout, routing) -> tuple:
+    """(ids, input factors, output factors), each [T, P]: the routed pairs (P = k), plus one pair per shared
+    expert (ids E..E+S-1, input factor 1, output factor the shared gate or 1) when they run as experts."""
+    spec = weights.spec
+    topk_weights, topk_ids = routing
+    ones = lambda n: torch.ones(x.shape[0], n, dtype=torch.float32, device=x.device)  # noqa: E731
+    ids, in_w, out_w = topk_ids, topk_weights, output_weights(spec, topk_weights)
+    if layout.shared_grouped:
+        count, first = spec.shared.count, spec.num_experts
+        shared_ids = torch.arange(first, first + count, device=x.device).expand(x.shape[0], count)
+        gate = shared_gate_weights(x, weights.shared_gate) if spec.shared.gated else ones(count)
+        ids, in_w, out_w = (
+            torch.cat([ids, shared_ids], 1),
+            torch.cat([in_w, ones(count)], 1),
+            torch.cat([out_w, gate], 1),
+        )
+    return ids, in_w, out_w
 
 
 def _group_by_expert(topk_ids: torch.Tensor, num_experts: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,30 +159,38 @@ def _probe(device: str) -> str | None:
     backward=True,
     graph_safe=True,
     extra_check=_probe,
+    features=FEATURES,
 )
 def grouped_mm(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None, routing=None) -> torch.Tensor:
     spec = weights.spec
-    num_tokens, k = x.shape[0], spec.top_k
-    if num_tokens == 0:
+    if x.shape[0] == 0:
         return x.new_zeros(x.shape) if out is None else out
     if torch.is_grad_enabled() and any(p.requires_grad for p in weights.parameters()):
         layout = _make_layout(weights)  # training: a cached layout would carry a stale autograd graph
     else:
         layout = weights.derived("grouped_mm/layout", _make_layout)
-    topk_weights, topk_ids = route_unless_given(x, weights, routing)  # [T, k] fp32, [T, k] int64
-    order, offs = _group_by_expert(topk_ids, spec.num_experts)  # [T*k] int64, [E] int32
-    token_of_pair = order // k  # [T*k]
+    ids, in_w, out_w = _pairs(x, weights, layout, route_unless_given(x, weights, routing))  # [T, P] each
+    order, offs = _group_by_expert(ids, layout.w1t.shape[0])  # [T*P] int64, [n] int32
+    token_of_pair, sorted_expert = order // ids.shape[1], ids.reshape(-1)[order]  # [T*P]
     if layout.hidden == spec.hidden:
-        xs = x[token_of_pair]  # [T*k, H]
+        xs = x[token_of_pair]  # [T*P, H]
     else:
-        xs = x.new_zeros(order.numel(), layout.hidden)  # [T*k, Hp]
+        xs = x.new_zeros(order.numel(), layout.hidden)  # [T*P, Hp]
         xs[:, : spec.hidden] = x[token_of_pair]
-    h1 = torch._grouped_mm(xs, layout.w1t, offs=offs)  # [T*k, G*Ip]
-    h = apply_activation(layout.spec, h1).contiguous()  # [T*k, Ip]
-    y = torch._grouped_mm(h, layout.w2t, offs=offs)[:, : spec.hidden]  # [T*k, H]
-    pair_weight = topk_weights.reshape(-1)[order]  # [T*k] fp32
+    xs = expert_inputs(spec, xs, in_w.reshape(-1)[order])
+    h1 = torch._grouped_mm(xs, layout.w1t, offs=offs)  # [T*P, G*Ip]
+    if layout.b1 is not None:
+        h1 = h1 + layout.b1[sorted_expert]
+    h = apply_activation(spec, h1).contiguous()  # [T*P, Ip]
+    y = torch._grouped_mm(h, layout.w2t, offs=offs)  # [T*P, Hp]
+    if layout.b2 is not None:
+        y = y + layout.b2[sorted_expert]
     acc = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
-    acc.index_add_(0, token_of_pair, y.float() * pair_weight[:, None])
+    acc.index_add_(0, token_of_pair, y[:, : spec.hidden].float() * out_w.reshape(-1)[order, None])
+    if layout.shared_grouped:
+        record_stat(SHARED_STAT, "grouped GEMMs (as extra experts)")
+    else:
+        add_shared_experts(acc, x, weights)
     if out is None:
         return acc.to(x.dtype)
     return out.copy_(acc)

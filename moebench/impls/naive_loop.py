@@ -1,16 +1,19 @@
 """naive_loop: per expert, gather its tokens, run the FFN, scatter-add weighted outputs.
 
 The Hugging Face eager path, written plainly. Loops over experts on the host and skips empty
-ones (a host sync), so it cannot be captured in a CUDA graph.
+ones (a host sync), so it cannot be captured in a CUDA graph. Honours every spec option: the router
+options through moebench.routing, input weighting, expert biases and the SwiGLU options through
+moebench.activations, shared experts as a dense FFN per shared expert.
 """
 
 from __future__ import annotations
 
 import torch
 
-from moebench.activations import apply_activation
+from moebench.activations import add_shared_experts, expert_biases, expert_ffn, expert_inputs, output_weights
 from moebench.registry import register
 from moebench.routing import route_unless_given
+from moebench.spec import FEATURES
 from moebench.weights import MoEWeights
 
 
@@ -21,6 +24,7 @@ from moebench.weights import MoEWeights
     backward=True,
     graph_safe=False,
     baseline=True,
+    features=FEATURES,
 )
 def naive_loop(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None, routing=None) -> torch.Tensor:
     spec = weights.spec
@@ -29,9 +33,11 @@ def naive_loop(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None, r
     hit = torch.bincount(topk_ids.reshape(-1), minlength=spec.num_experts).nonzero().flatten().tolist()
     for expert in hit:
         token_idx, slot = torch.where(topk_ids == expert)
-        h = apply_activation(spec, x[token_idx] @ weights.w1[expert].t())  # [n, I]
-        y = h @ weights.w2[expert].t()  # [n, H]
-        acc.index_add_(0, token_idx, y.float() * topk_weights[token_idx, slot, None])
+        pair_weights = topk_weights[token_idx, slot]  # [n] fp32
+        rows = expert_inputs(spec, x[token_idx], pair_weights)  # [n, H]
+        y = expert_ffn(spec, rows, weights.w1[expert], weights.w2[expert], *expert_biases(weights, expert))
+        acc.index_add_(0, token_idx, y.float() * output_weights(spec, pair_weights)[:, None])
+    add_shared_experts(acc, x, weights)
     if out is None:
         return acc.to(x.dtype)
     return out.copy_(acc)

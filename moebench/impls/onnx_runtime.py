@@ -9,8 +9,8 @@
 The first call for a MoEWeights object exports it and builds the session / engine (cached on
 the weights, so benchmarks time runs, not exports); later calls bind x and `out` by pointer.
 Weights above protobuf's 2 GB limit are exported to a temporary directory with external data.
-ort-fused raises MoEInputError for specs the contrib op cannot express exactly (sigmoid routing
-without renormalisation, exact GELU). None of these is graph-safe: ONNX Runtime's Run blocks
+ort-fused raises MoEInputError for specs the contrib op cannot express exactly (exact GELU; weight on
+the input with k > 1). None of these is graph-safe: ONNX Runtime's Run blocks
 the host, and the TensorRT runner is timed eagerly too.
 onnx / onnxruntime / tensorrt are imported on first use, so listing never needs them.
 """
@@ -70,7 +70,10 @@ def _ort_runner(weights: MoEWeights, device: str, flavor: str):
     from moebench.export.ort_runner import OrtMoE
 
     exported = _Exported(weights, flavor)
-    runner = OrtMoE(exported.source, device, device_id=weights.device.index or 0)
+    # on the CPU, torch's thread count: comparisons with the torch implementations are like for like,
+    # and the row's `threads` column holds for the session too
+    threads = torch.get_num_threads() if device == "cpu" else 0
+    runner = OrtMoE(exported.source, device, device_id=weights.device.index or 0, intra_op_threads=threads)
     runner.exported = exported  # keep the temporary files alive as long as the session
     return runner
 

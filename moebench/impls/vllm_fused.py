@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import torch
 
-from moebench.errors import MoEInputError
 from moebench.registry import register
 from moebench.routing import route_unless_given
+from moebench.spec import ROUTING_ONLY
 from moebench.weights import MoEWeights
+
+
+def _activation_reason(spec) -> str | None:
+    """vLLM's 'gelu' is a gated GELU, not our plain GELU FFN: only swiglu is fed to fused_experts."""
+    if spec.activation != "swiglu":
+        return f"activation: vllm_fused supports 'swiglu' only, got {spec.activation!r}"
+    return None
 
 
 def _fused_experts():
@@ -30,11 +37,14 @@ def _fused_experts():
     dtypes=(torch.float32, torch.float16, torch.bfloat16),
     devices=("cuda",),
     graph_safe=True,
+    spec_check=_activation_reason,
+    features=ROUTING_ONLY,  # the routing is ours (moebench.routing): every option that only shapes it
+    features_note=(
+        "called here as plain fused_experts(x, w1, w2, weights, ids): no expert biases, SwiGLU options, input "
+        "weighting or shared experts, none of which can be run here (no vllm, no GPU) to check them"
+    ),
 )
 def vllm_fused(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None, routing=None) -> torch.Tensor:
-    spec = weights.spec
-    if spec.activation != "swiglu":
-        raise MoEInputError(f"activation: vllm_fused supports 'swiglu' only, got {spec.activation!r}")
     if x.shape[0] == 0:
         return x.new_zeros(x.shape) if out is None else out
     topk_weights, topk_ids = route_unless_given(x, weights, routing)  # [T, k] fp32, [T, k] int64

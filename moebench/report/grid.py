@@ -1,9 +1,10 @@
 """Bench rows read into a grid: per (device, dtype), per cell (preset, shape, T), per implementation
-the fastest measurement, with its parity and token-dropping marks.
+the fastest measurement, with its spread, parity, validity and token-dropping marks.
 
 Works on rows straight from moebench.bench (numbers) or read back from a CSV (strings), and on any
 implementation name. Per (impl, cell) the fastest timed row counts (CUDA-graph replay beats eager
-when both exist); only rows that passed parity and drop no tokens are eligible to be "best".
+when both exist); only rows that passed parity, stay under the measured ceilings and drop no tokens
+are eligible to be "best".
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from moebench.registry import KINDS
+from moebench.timing import SPREAD_BOUND
 
 FAILED_MARK = " ✗"
 DROPS_MARK = " †"
+NOISY_MARK = " !"
+INVALID_TEXT = "invalid"
 
 
 def parse_number(value) -> float:
@@ -24,6 +28,11 @@ def parse_number(value) -> float:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
+
+
+def _count(value) -> int:
+    number = parse_number(value)
+    return 0 if math.isnan(number) else int(number)
 
 
 def parse_flag(value) -> bool | None:
@@ -48,19 +57,39 @@ class Measurement:
     tflops: float
     weight_gbps: float
     pct_gemm: float
-    pct_copy: float
+    pct_mem: float
     flops: float
     weight_bytes: float
     gemm_ceiling: float
-    copy_ceiling: float
+    mem_ceiling: float
     parity_ok: bool | None
     status: str
     drops_tokens: bool = False
+    p20_ms: float = math.nan
+    p80_ms: float = math.nan
+    runs: int = 0
+    cache: str = ""
+
+    @property
+    def invalid(self) -> bool:
+        """Above a ceiling measured in the same run: not a result (moebench.bench marks it)."""
+        return self.status == "invalid"
+
+    @property
+    def spread(self) -> float:
+        """(p80 - p20) / median: the relative spread of the samples (NaN when not recorded)."""
+        return (self.p80_ms - self.p20_ms) / self.median_ms if self.median_ms > 0 else math.nan
+
+    @property
+    def noisy(self) -> bool:
+        """Spread above moebench.timing.SPREAD_BOUND: its time, and speedups from it, are not facts."""
+        return self.spread > SPREAD_BOUND
 
     @property
     def passed(self) -> bool:
-        """Timed and not failing parity (plots show these)."""
-        return not math.isnan(self.median_ms) and self.parity_ok is not False and self.status != "parity-fail"
+        """Timed, valid and not failing parity (plots show these)."""
+        failed = self.parity_ok is False or self.status == "parity-fail"
+        return not math.isnan(self.median_ms) and not failed and not self.invalid
 
     @property
     def eligible(self) -> bool:
@@ -70,7 +99,8 @@ class Measurement:
     @property
     def marks(self) -> str:
         failed = self.parity_ok is False or self.status == "parity-fail"
-        return (FAILED_MARK if failed else "") + (DROPS_MARK if self.drops_tokens else "")
+        marks = (FAILED_MARK if failed else "") + (DROPS_MARK if self.drops_tokens else "")
+        return marks + (NOISY_MARK if self.noisy else "")
 
 
 @dataclass(frozen=True)
@@ -81,9 +111,14 @@ class CellKey:
     activation: str = "swiglu"
 
     @property
+    def shape_text(self) -> str:
+        return ",".join(str(v) for v in self.shape)
+
+    @property
     def label(self) -> str:
-        shape = ",".join(str(v) for v in self.shape)
-        label = self.preset if self.preset == shape else f"{self.preset} ({shape})"
+        """The preset's name (shapes are listed once per table, labelled E,k,H,I); a custom shape
+        reads 'E,k,H,I=8,2,512,1024'."""
+        label = f"E,k,H,I={self.shape_text}" if self.preset in (self.shape_text, "") else self.preset
         return label if self.activation in ("swiglu", "") else f"{label} {self.activation}"
 
 
@@ -96,14 +131,18 @@ def _measurement(row: dict) -> Measurement:
         tflops=parse_number(row.get("tflops")),
         weight_gbps=parse_number(row.get("weight_gbps")),
         pct_gemm=parse_number(row.get("pct_gemm_ceiling")),
-        pct_copy=parse_number(row.get("pct_copy_ceiling")),
+        pct_mem=parse_number(row.get("pct_mem_ceiling")),
         flops=parse_number(row.get("flops")),
         weight_bytes=parse_number(row.get("weight_bytes")),
         gemm_ceiling=parse_number(row.get("gemm_ceiling_tflops")),
-        copy_ceiling=parse_number(row.get("copy_ceiling_gbps")),
+        mem_ceiling=parse_number(row.get("mem_ceiling_gbps")),
         parity_ok=parse_flag(row.get("parity_ok")),
         status=str(row.get("status", "")),
         drops_tokens=bool(parse_flag(row.get("drops_tokens"))),
+        p20_ms=parse_number(row.get("p20_ms")),
+        p80_ms=parse_number(row.get("p80_ms")),
+        runs=_count(row.get("runs")),
+        cache=str(row.get("cache", "") or ""),
     )
 
 
@@ -120,8 +159,16 @@ def _better(new: Measurement, old: Measurement | None) -> bool:
 Grid = dict[CellKey, dict[str, Measurement]]
 
 
-def group_rows(rows: Iterable[dict]) -> dict[tuple[str, str], Grid]:
-    """{(device_name, dtype): {cell: {impl: fastest Measurement}}} in first-seen order."""
+def group_label(row: dict, split: tuple[str, ...] = ()) -> str:
+    """The device name, plus `field=value` for each column in `split` (runs reported side by side)."""
+    name = str(row.get("device_name") or "unknown device")
+    extra = ", ".join(f"{f}={row.get(f, '') or '-'}" for f in split if f != "device_name")
+    return f"{name} [{extra}]" if extra else name
+
+
+def group_rows(rows: Iterable[dict], split: tuple[str, ...] = ()) -> dict[tuple[str, str], Grid]:
+    """{(device label, dtype): {cell: {impl: fastest Measurement}}} in first-seen order; `split`
+    names run columns (e.g. threads) whose values get their own groups."""
     groups: dict[tuple[str, str], Grid] = {}
     for row in rows:
         try:
@@ -130,7 +177,7 @@ def group_rows(rows: Iterable[dict]) -> dict[tuple[str, str], Grid]:
             key = CellKey(str(row["preset"]), shape, int(parse_number(row["T"])), activation)  # type: ignore[arg-type]
         except (KeyError, ValueError):
             continue  # not a measurement row
-        group = (str(row.get("device_name") or "unknown device"), str(row.get("dtype", "")))
+        group = (group_label(row, split), str(row.get("dtype", "")))
         cell = groups.setdefault(group, {}).setdefault(key, {})
         m = _measurement(row)
         if _better(m, cell.get(m.impl)):
@@ -166,6 +213,17 @@ def best_of(cell: dict[str, Measurement]) -> tuple[list[str], Measurement | None
     return [m.impl for m in eligible if m.median_ms == fastest.median_ms], fastest
 
 
+def contenders(cell: dict[str, Measurement], best: Measurement) -> list[str]:
+    """Other eligible implementations whose p20..p80 range overlaps the best's: the samples do not
+    separate them from the best, so the table says so instead of naming one winner."""
+    out = []
+    for m in cell.values():
+        if m.eligible and m.impl != best.impl and not math.isnan(best.p80_ms) and m.p20_ms <= best.p80_ms:
+            out.append(m.impl)
+    return out
+
+
 def baseline_ms(cell: dict[str, Measurement], baseline: str | None) -> float:
+    """The baseline's time in `cell`, NaN when it did not pass (an invalid time is no denominator)."""
     m = cell.get(baseline) if baseline else None
-    return m.median_ms if m is not None else math.nan
+    return m.median_ms if m is not None and m.passed else math.nan

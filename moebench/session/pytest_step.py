@@ -27,6 +27,9 @@ KERNEL_TESTS = 101
 KERNEL_TEST_VARIANTS = 370
 SECONDS_PER_TEST = 0.3  # a compiled tiny-shape test, its kernels already compiled
 SHARD_START_S = 20.0  # one pytest process: imports, collection, CUDA context
+# the CPU smoke run imports and collects every test to skip them: 91 s wall at load 10 on a 2-core EPYC (2026-11-29);
+# its budget is twice this estimate
+CPU_COLLECT_S = 50.0
 MAX_SHARDS = 8
 # addopts cleared: they name pytest-benchmark's options, and the GPU image has no pytest-benchmark
 PYTEST_ARGS = ("-q", "-rfE", "-o", "addopts=", "-p", "no:randomly", "-p", "no:cacheprovider")
@@ -46,7 +49,7 @@ def shard_count(device: str, cores: int) -> int:
 
 def estimate_s(config: SessionConfig, model: CostModel) -> float:
     if config.tests_expr == "gpu" and config.device != "cuda":
-        return SHARD_START_S  # the CPU smoke run: collection, every gpu test skipped
+        return CPU_COLLECT_S  # the CPU smoke run: collection, every gpu test skipped
     shards = shard_count(config.device, model.rates.cpu_cores)
     compile_s = 0.0 if model.rates.interpreted else KERNEL_TEST_VARIANTS * model.rates.compile_s
     per_test = SECONDS_PER_TEST * (20 if model.rates.interpreted else 1)

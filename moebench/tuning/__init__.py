@@ -25,6 +25,7 @@ __all__ = [
     "PIN_ENV",
     "TunableKernel",
     "check_explicit_config",
+    "check_pinned_env",
     "lookup_config",
     "register_tunable",
     "resolve_config",
@@ -42,7 +43,8 @@ def lookup_config(impl: str, kernel: str, spec: MoESpec, num_tokens: int, device
     return lookup(impl, kernel, spec, num_tokens, device)
 
 
-def pinned_config(impl: str, kernel: str) -> dict | None:
+def _pins() -> dict | None:
+    """MOEBENCH_PIN_CONFIG parsed (None when unset); bad JSON or a non-object raises."""
     text = os.environ.get(PIN_ENV)
     if not text:
         return None
@@ -52,8 +54,30 @@ def pinned_config(impl: str, kernel: str) -> dict | None:
         raise MoEInputError(
             f"{PIN_ENV}: expected a JSON object {{kernel: {{param: value}}}}, got {text!r} ({exc})"
         ) from None
-    if not isinstance(pins, dict):
-        raise MoEInputError(f"{PIN_ENV}: expected a JSON object, got {text!r}")
+    if not isinstance(pins, dict) or not all(isinstance(v, dict) for v in pins.values()):
+        raise MoEInputError(f"{PIN_ENV}: expected a JSON object {{kernel: {{param: value}}}}, got {text!r}")
+    return pins
+
+
+def check_pinned_env() -> None:
+    """Validate MOEBENCH_PIN_CONFIG once, before a run: valid JSON, and every key a registered
+    tunable kernel (`kernel` or `impl/kernel`), so a misspelt name is an error, never ignored."""
+    pins = _pins()
+    if not pins:
+        return
+    from moebench import registry
+
+    registry.all_impls()  # registers every implementation's tunable kernels
+    known = {t.kernel for t in tunables()} | {f"{t.impl}/{t.kernel}" for t in tunables()}
+    unknown = sorted(set(pins) - known)
+    if unknown:
+        raise MoEInputError(f"{PIN_ENV}: unknown kernel(s) {unknown}; expected some of {sorted(known)}")
+
+
+def pinned_config(impl: str, kernel: str) -> dict | None:
+    pins = _pins()
+    if pins is None:
+        return None
     return pins.get(f"{impl}/{kernel}", pins.get(kernel))
 
 

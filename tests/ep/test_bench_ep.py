@@ -12,14 +12,14 @@ from moebench.cli import main
 
 def test_bench_ep_2_writes_rows_with_the_split_bytes_and_imbalance(tmp_path, capsys):
     out = tmp_path / "ep.csv"
-    argv = ["bench", "--ep", "2", "--device", "cpu", "--preset", "tiny-shared", "--tokens", "0,5"]
+    argv = ["bench", "--ep", "2", "--device", "cpu", "--preset", "tiny-shared", "--tokens", "1,5"]
     argv += ["--routing", "zipf", "--zipf-s", "1.5", "--reps", "2", "--warmup", "1", "--out", str(out)]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "routing zipf (s=1.5)" in text and "dispatch" in text and "imbalance" in text
     rows = list(csv.DictReader(out.open()))
     assert [(r["T"], r["ep"], r["routing"], r["zipf_s"], r["status"]) for r in rows] == [
-        ("0", "2", "zipf", "1.5", "ok"),
+        ("1", "2", "zipf", "1.5", "ok"),
         ("5", "2", "zipf", "1.5", "ok"),
     ]
     for row in rows:

@@ -71,5 +71,5 @@ def test_local_unsupported_names_what_cannot_be_a_local_compute():
     spec = get_preset("tiny-shared", "fp32")
     assert local_unsupported(moebench.get("grouped_mm"), spec) is None  # shared experts run as a layer of their own
     assert "drops tokens" in local_unsupported(moebench.get("padded_batch_capacity"), spec)
-    oss = local_unsupported(moebench.get("grouped_mm"), get_preset("tiny-oss", "fp32"))
-    assert oss and "expert.bias" in oss
+    fp64 = local_unsupported(moebench.get("grouped_mm"), get_preset("tiny", "fp64"))
+    assert fp64 and "dtype" in fp64

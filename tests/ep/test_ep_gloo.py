@@ -82,16 +82,20 @@ def implementations(triton_device: str) -> list[tuple[str, str]]:
 
 def _edge_cases(world: int, impls: list[tuple[str, str]], seed: int) -> list[EPCase]:
     """Per implementation: uneven tokens with T=0 on one rank and experts no token picks; all tokens on
-    one rank's experts (the other ranks compute no pair)."""
+    one rank's experts (the other ranks compute no pair); shared experts (gated; with input-weighted
+    routing), which run through the implementation too; expert biases and the clamped SwiGLU (gpt-oss)."""
     if world == 2:
         shapes = [
             ("tiny-odd", (0, 7), "owner", (1, 0, 0, 1, 0), (), (3,)),
             ("tiny", (6, 3), "contiguous", (), (0, 1), ()),
+            ("tiny-shared", (4, 5), "round_robin", (), (), ()),
+            ("tiny-oss", (3, 4), "contiguous", (), (), ()),
         ]
     else:
         shapes = [
             ("tiny-many", (1, 6, 0, 3), "round_robin", (), (), (12, 13, 14, 15)),
             ("tiny-many", (2, 3, 4, 1), "contiguous", (), (8, 9, 10, 11), ()),
+            ("tiny-input-scaled", (3, 0, 2, 4), "contiguous", (), (), ()),
         ]
     return [
         EPCase(

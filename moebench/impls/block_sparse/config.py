@@ -13,16 +13,17 @@ import torch
 
 from moebench.errors import MoEInputError
 from moebench.kernels.block_sparse.space import KERNELS, default_fn, space_fn
+from moebench.layer_options import FEATURES as LAYER_FEATURES
 from moebench.spec import MoESpec
 from moebench.tuning import check_explicit_config, register_tunable, resolve_config
 
 IMPL = "block_sparse"
 FORWARD_KERNELS = ("topology", "sdd", "dsd")
 BACKWARD_KERNELS = frozenset({"sdd_bwd", "dsd_bwd", "wgrad"})
-# the spec options (moebench.spec.FEATURES) the kernels honour: the registration and the custom op refuse the
-# others with FEATURES_NOTE; add an option here when its kernels are in
-FEATURES: frozenset[str] = frozenset()
-FEATURES_NOTE = "not yet in the kernels"
+# the spec options (moebench.spec.FEATURES) the kernels honour, forward and backward: all of them (routing
+# options in moebench.routing.route, the rest in the kernels' epilogues and moebench.impls.common.pairs)
+FEATURES: frozenset[str] = frozenset(LAYER_FEATURES)
+FEATURES_NOTE = ""
 
 # registered once, when this module is first imported (the registration and the layer import it)
 for _kernel in KERNELS:

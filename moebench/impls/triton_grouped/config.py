@@ -15,14 +15,15 @@ import torch
 
 from moebench.errors import MoEInputError
 from moebench.kernels.triton_grouped import space
+from moebench.layer_options import FEATURES as LAYER_FEATURES
 from moebench.spec import MoESpec
 from moebench.tuning import check_explicit_config, register_tunable, resolve_config
 
 IMPL = "triton_grouped"
-# the spec options (moebench.spec.FEATURES) the kernels honour: the registration and the custom op refuse the
-# others with FEATURES_NOTE; add an option here when its kernels are in
-FEATURES: frozenset[str] = frozenset()
-FEATURES_NOTE = "not yet in the kernels"
+# the spec options (moebench.spec.FEATURES) the kernels honour: all of them (routing options in
+# moebench.routing.route, the rest in the kernels' epilogues and moebench.impls.common.pairs)
+FEATURES: frozenset[str] = frozenset(LAYER_FEATURES)
+FEATURES_NOTE = ""
 
 
 def _runs_on(path: str):
