@@ -44,6 +44,7 @@ from moebench.cli.common import (
     resolve_specs,
 )
 from moebench.coldcache import CACHE_MODES
+from moebench.ep import bench as ep_bench
 from moebench.presets import REAL_PRESETS, SMALL_PRESETS
 from moebench.report.tables import WIDTH, comparison_tables, star
 from moebench.results import default_path, write_rows
@@ -87,6 +88,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quick", action="store_true", help="smaller ceiling measurements (for tests and smoke runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ep_bench.add_args(p)
     p.set_defaults(handler=run)
 
 
@@ -130,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
     defaults = DEFAULTS[device]
     specs = resolve_specs(args, default_presets=defaults["presets"], default_dtypes=defaults["dtypes"])
     tokens = args.tokens or defaults["tokens"]
+    ep_bench.check_args(args)
+    if args.ep is not None:  # expert-parallel: moebench.ep.bench measures and writes its own rows
+        return ep_bench.run(args, device, specs, tokens, Path(args.out) if args.out else default_path("bench", device))
     baseline = args.baseline or default_baseline()
     selection = select_impls(args.impl, device, baseline)
     options = BenchOptions(
@@ -167,12 +172,14 @@ def run(args: argparse.Namespace) -> int:
                     on_step=step, rows=rows,
                 )  # fmt: skip
     except KeyboardInterrupt:
+        ep_bench.single_device(rows)
         if rows:
             write_rows(out_path, rows)
             print(f"\nmoebench bench: interrupted; {len(rows)} rows so far written to {out_path}", file=sys.stderr)
             return 130
         raise
 
+    ep_bench.single_device(rows)
     if rows:
         write_rows(out_path, rows)
     for table in comparison_tables(rows, baseline=baseline, fmt="simple", mark=star):

@@ -23,6 +23,16 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+# imported once by the fork server, before it forks any rank (the registry with its kernels included)
+_PRELOAD = ["torch", "torch.distributed", "moebench.ep", "moebench.impls"]
+
+
+def preload(*modules: str) -> None:
+    """Have the fork server import `modules` too (each rank then starts with them, instead of importing
+    them itself). Takes effect only if called before the first `run_ranks` of this process; a module that
+    cannot be imported is skipped."""
+    _PRELOAD.extend(m for m in modules if m not in _PRELOAD)
+
 
 def _worker(rank: int, fn: Callable, world: int, args: tuple, backend: str, folder: str, timeout_s: float) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
@@ -58,7 +68,7 @@ def run_ranks(
     """
     method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     if method == "forkserver":  # takes effect when the fork server starts (once per process)
-        mp.get_context(method).set_forkserver_preload(["torch", "torch.distributed", "moebench.ep"])
+        mp.get_context(method).set_forkserver_preload(_PRELOAD)
     with tempfile.TemporaryDirectory(prefix="moebench-ep-") as folder:
         context = mp.start_processes(
             _worker,

@@ -4,9 +4,11 @@ Every rank holds its own tokens (as in data-parallel serving) and routes them it
   dispatch: each (token, slot) pair goes to the rank holding its expert (`Placement.assign`); ranks
             swap pair counts, then the pairs' x rows, local expert ids and router weights, with
             `all_to_all_single` and variable split sizes;
-  compute:  each rank runs the pairs it received through its experts (`LocalCompute`, k=1);
+  compute:  each rank runs the shared experts on its own tokens and the pairs it received through its
+            routed experts, both through the same `LocalCompute` (k=1);
   combine:  the y rows travel back by the reverse all-to-all and each token sums its k slots in slot
-            order in fp32 (deterministic), then rounds once to x's dtype.
+            order in fp32 (deterministic), adds its shared experts' output, then rounds once to x's dtype.
+An input-weighted layer (Llama-4) scales each pair's x row by its router weight before sending it.
 No loop over tokens on the host; the one host sync is reading the split sizes. NCCL on GPUs, gloo on
 CPUs: the code is the same.
 """
@@ -18,12 +20,11 @@ import math
 import torch
 import torch.distributed as dist
 
-from moebench.ep.compute import LocalCompute
+from moebench.ep.compute import LocalCompute, RankLayer, shared_output
 from moebench.ep.measure import EPStats, PhaseClock
 from moebench.ep.placement import Placement
 from moebench.errors import MoEInputError
 from moebench.routing import sort_by_expert
-from moebench.weights import MoEWeights
 
 ID_DTYPE = torch.int32  # dtype of the local expert ids sent in dispatch
 
@@ -52,7 +53,7 @@ def ep_forward(
     topk_weights: torch.Tensor,
     topk_ids: torch.Tensor,
     placement: Placement,
-    local_weights: MoEWeights,
+    layer: RankLayer,
     local_compute: LocalCompute,
     *,
     group: dist.ProcessGroup | None = None,
@@ -62,9 +63,9 @@ def ep_forward(
     """This rank's layer output [T_r, H] in x's dtype for its tokens x [T_r, H].
 
     topk_weights [T_r, k] fp32 and topk_ids [T_r, k] int64 (global expert ids) are this rank's routing;
-    local_weights: this rank's experts in local id order (`slice_experts(weights, placement.rank_experts
-    [rank])`). out: optional [T_r, H] buffer written in full. stats: when given, filled with this
-    rank's pairs, bytes and phase times (barriers are added between phases to time them apart).
+    layer: what this rank holds (`rank_layer(weights, placement, rank)`). out: optional [T_r, H] buffer
+    written in full. stats: when given, filled with this rank's pairs, bytes and phase times (barriers are
+    added between phases to time them apart).
     """
     rank, world = dist.get_rank(group), dist.get_world_size(group)
     num_tokens, k = topk_ids.shape if topk_ids.dim() == 2 else (-1, -1)
@@ -77,8 +78,8 @@ def ep_forward(
         raise MoEInputError(f"topk_weights/topk_ids: expected fp32/int64, got {topk_weights.dtype}/{topk_ids.dtype}")
     if placement.num_ranks != world:
         raise MoEInputError(f"placement: made for {placement.num_ranks} ranks, the group has {world}")
-    if local_weights.spec.num_experts != len(placement.rank_experts[rank]):
-        raise MoEInputError(f"local_weights: expected rank {rank}'s {len(placement.rank_experts[rank])} experts")
+    if not isinstance(layer, RankLayer) or layer.routed.spec.num_experts != len(placement.rank_experts[rank]):
+        raise MoEInputError(f"layer: expected rank {rank}'s RankLayer of {len(placement.rank_experts[rank])} experts")
     if out is not None and (out.shape != x.shape or out.dtype != x.dtype):
         raise MoEInputError(f"out: expected {list(x.shape)} {x.dtype}, got {list(out.shape)} {out.dtype}")
     clock = PhaseClock(x.device, group, enabled=stats is not None)
@@ -91,12 +92,18 @@ def ep_forward(
     recv_counts = torch.empty_like(send_counts)
     dist.all_to_all_single(recv_counts, send_counts, group=group)
     send_splits, recv_splits = send_counts.tolist(), recv_counts.tolist()
-    sent = (x[order // k], local_ids[order].to(ID_DTYPE), topk_weights.reshape(-1)[order])
+    pair_weights = topk_weights.reshape(-1)[order]
+    rows = x[order // k]
+    if layer.input_weighted:  # FFN(w * x): the sender scales the row, the expert sees weight 1
+        rows = (rows.to(torch.promote_types(x.dtype, torch.float32)) * pair_weights[:, None]).to(x.dtype)
+        pair_weights = torch.ones_like(pair_weights)
+    sent = (rows, local_ids[order].to(ID_DTYPE), pair_weights)
     x_recv, ids_recv, w_recv = (_exchange(t, send_splits, recv_splits, group) for t in sent)
     clock.stop()
 
     clock.start("compute")
-    y_recv = local_compute(x_recv, ids_recv.to(torch.int64), w_recv, local_weights)
+    shared = shared_output(x, layer, local_compute)
+    y_recv = local_compute(x_recv, ids_recv.to(torch.int64), w_recv, layer.routed)
     if y_recv.shape != x_recv.shape or y_recv.dtype != x.dtype:
         raise MoEInputError(f"local_compute: expected y {list(x_recv.shape)} {x.dtype}, got {list(y_recv.shape)}")
     clock.stop()
@@ -109,6 +116,8 @@ def ep_forward(
     acc = pair_y[:, 0].clone()
     for slot in range(1, k):  # slot order, fp32: the same sum on every run
         acc += pair_y[:, slot]
+    if shared is not None:
+        acc += shared
     out = acc.to(x.dtype) if out is None else out.copy_(acc)
     clock.stop()
 

@@ -13,9 +13,9 @@ A pair whose expert is on the token's own rank is copied, not sent: it is not co
 Time is bandwidth only (no latency, no launch or synchronisation cost, no overlap with compute): each
 rank sends and receives at the given rates per GPU per direction, within a node (`intra_gbps`, NVLink)
 and across nodes (`inter_gbps`, the network), both at once; a rank's phase time is its slowest of those
-four transfers, and the slowest rank sets the layer's time. Defaults: 900 GB/s within a node of 8
-GPUs and 50 GB/s across nodes. NVIDIA quotes H100/H200 NVLink as 900 GB/s in both directions together,
-i.e. 450 GB/s each way: pass intra_gbps=450 for that reading.
+four transfers, and the slowest rank sets the layer's time. All rates are PER DIRECTION. Defaults:
+450 GB/s within a node of 8 GPUs (NVLink 4 on H100/H200: NVIDIA's 900 GB/s per GPU is both directions
+together, 450 GB/s each way) and 50 GB/s across nodes (one 400 Gb/s NIC per GPU, each way).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from moebench.errors import MoEInputError
 class Links:
     """Per-GPU, per-direction bandwidths in GB/s (1e9 bytes/s) and the node size."""
 
-    intra_gbps: float = 900.0
+    intra_gbps: float = 450.0
     inter_gbps: float = 50.0
     gpus_per_node: int = 8
 

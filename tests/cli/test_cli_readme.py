@@ -51,6 +51,10 @@ ELSEWHERE = {
     "python -m pip install torch==2.13.0 -e .": ".ci/run (a fresh venv)",
     'python -m pip install torch==2.13.0 -e ".[test]"': ".ci/run; tests/test_repo.py checks the line",
     "python -m pytest": ".ci/run",
+    "moebench bench --ep 2 --device cpu --preset small-8x2 --tokens 16,128 --routing zipf --zipf-s 1.2": (
+        "tests/ep/test_bench_ep.py (the same options on tiny-shared)"
+    ),
+    "python -m moebench.ep.table --out results/ep/": "tests/ep/test_table.py (its main on tiny presets)",
     "moebench COMMAND --help": "tests/cli/test_cli_help.py (every command)",
     "TRITON_INTERPRET=0 python -m moebench.compile_check --impl block_sparse --backward --preset mixtral-8x7b "
     "--tokens 1,4096": "tests/test_compile_check.py",

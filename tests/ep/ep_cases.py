@@ -1,12 +1,14 @@
 """Cases for the multi-process expert-parallel tests and the function every spawned rank runs.
 
 Every rank rebuilds the same global problem from the case's seed, keeps its own tokens, routes them
-(the router, or a drawn routing) and runs `ep_forward`; the test process compares the concatenated
+(the router, or a drawn routing) and runs `ep_forward` with the case's local compute (the fp64 reference
+math, or a registry implementation on the case's device); the test process compares the concatenated
 outputs with the single-process fp64 reference and the ranks' byte counts with the traffic model.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -18,14 +20,21 @@ from moebench.ep import (
     draw_routing,
     ep_forward,
     expert_loads,
+    rank_layer,
     reference_local_compute,
+    registry_local_compute,
     slice_experts,
 )
+from moebench.ep.launch import preload
 from moebench.errors import MoEInputError
 from moebench.presets import get_preset
-from moebench.routing import route
-from moebench.spec import MoESpec
+from moebench.reference import reference_from_routing, reference_moe
+from moebench.routing import Routing, route
+from moebench.spec import MoESpec, RouterSpec
 from moebench.weights import MoEWeights, random_inputs, random_weights, steer_routing
+
+# hf_experts imports transformers' Mixtral experts on first use: once in the fork server, not once per rank
+preload("transformers.models.mixtral.modeling_mixtral")
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,8 @@ class EPCase:
     never: tuple[int, ...] = ()  # experts steered out of every token's top-k
     draw: str = ""  # a drawn routing kind instead of the router
     broken: bool = False  # negative control: each rank's local ids point at the wrong experts' weights
+    impl: str = ""  # the registry implementation computing each rank's pairs ("" = the fp64 reference math)
+    device: str = "cpu"  # where that implementation runs (the pairs travel by gloo on the CPU)
     seed: int = 0
 
     @property
@@ -61,6 +72,12 @@ def problem(case: EPCase) -> tuple[MoEWeights, torch.Tensor, tuple[torch.Tensor,
             x.shape[0], spec.num_experts, spec.top_k, case.draw, zipf_s=1.2, hot_fraction=0.9, seed=case.seed
         )
     return weights, x, drawn
+
+
+def reference(case: EPCase) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x of all tokens, the single-process fp64 layer output for them)."""
+    weights, x, drawn = problem(case)
+    return x, reference_moe(x, weights) if drawn is None else reference_from_routing(x, weights, Routing(*drawn))
 
 
 def placement_of(case: EPCase, drawn: tuple[torch.Tensor, torch.Tensor] | None) -> Placement:
@@ -87,13 +104,16 @@ def run_cases(rank: int, world: int, cases: list[EPCase]) -> list[tuple[torch.Te
         else:
             topk_weights, topk_ids = drawn[0][lo:hi], drawn[1][lo:hi]
         placement = placement_of(case, drawn)
-        held = placement.rank_experts[rank]
-        local = slice_experts(weights, held[::-1] if case.broken else held)
+        layer = rank_layer(weights.to(case.device), placement, rank)
+        if case.broken:
+            wrong = slice_experts(weights, placement.rank_experts[rank][::-1])
+            layer = dataclasses.replace(
+                layer, routed=MoEWeights(wrong.spec.replace(router=RouterSpec()), **wrong.tensors())
+            )
+        compute = registry_local_compute(case.impl) if case.impl else reference_local_compute
         out = torch.full_like(x[lo:hi], float("nan"))
         stats = EPStats()
-        y = ep_forward(
-            x[lo:hi], topk_weights, topk_ids, placement, local, reference_local_compute, out=out, stats=stats
-        )
+        y = ep_forward(x[lo:hi], topk_weights, topk_ids, placement, layer, compute, out=out, stats=stats)
         results.append((y, topk_ids, stats))
     return results
 
@@ -115,13 +135,20 @@ def input_errors(rank: int, world: int) -> list[str]:
     x = random_inputs(spec, 3)
     topk_weights, topk_ids = route(x, weights)
     placement = Placement.contiguous(4, world)
-    local = slice_experts(weights, placement.rank_experts[rank])
+    local = rank_layer(weights, placement, rank)
     wrong_dtype = lambda *args: reference_local_compute(*args).double()
     calls = [
         (x, topk_weights, topk_ids[:2], placement, local, reference_local_compute),
         (x, topk_weights.bfloat16(), topk_ids, placement, local, reference_local_compute),
         (x, topk_weights, topk_ids, Placement.contiguous(4, world + 1), local, reference_local_compute),
-        (x, topk_weights, topk_ids, placement, slice_experts(weights, [0]), reference_local_compute),
+        (
+            x,
+            topk_weights,
+            topk_ids,
+            placement,
+            rank_layer(weights, Placement.contiguous(4, 4), 0),
+            reference_local_compute,
+        ),
         (x, topk_weights, topk_ids, placement, local, wrong_dtype),
     ]
     messages = []

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from moebench.ep import reference_local_compute, routed_reference, slice_experts
+import moebench
+from moebench.ep import (
+    Placement,
+    local_unsupported,
+    rank_layer,
+    reference_local_compute,
+    routed_reference,
+    shared_output,
+    slice_experts,
+)
 from moebench.errors import MoEInputError
 from moebench.presets import get_preset
 from moebench.reference import reference_moe
@@ -39,3 +48,28 @@ def test_slice_and_local_compute_run_the_named_experts():
     assert reference_local_compute(x[:0], local_ids[:0], pair_weights[:0], local).shape == (0, spec.hidden)
     with pytest.raises(MoEInputError, match="experts"):
         slice_experts(weights, [16])
+
+
+def test_rank_layer_holds_plain_routed_experts_and_the_shared_ones():
+    weights = random_weights(get_preset("tiny-input-scaled", "fp32"), seed=3)
+    layer = rank_layer(weights, Placement.round_robin(4, 2), 1)
+    assert layer.input_weighted and layer.routed.spec.router.weight_on == "output"
+    assert torch.equal(layer.routed.w1[1], weights.w1[3]) and layer.routed.spec.num_experts == 2
+    assert layer.shared.spec.num_experts == 1 and layer.shared.spec.intermediate == 44 and layer.shared_gate is None
+    x = random_inputs(weights.spec, 5, seed=4)
+    shared = shared_output(x, layer, reference_local_compute)
+    all_shared = reference_moe(x, weights) - routed_reference(
+        x, weights, *route(x.double(), weights, compute_dtype=torch.float64)
+    )
+    assert shared.dtype == torch.float32 and torch.allclose(shared.double(), all_shared, rtol=1e-5, atol=1e-6)
+    assert rank_layer(random_weights(get_preset("tiny", "fp32")), Placement.contiguous(4, 2), 0).shared is None
+    with pytest.raises(MoEInputError, match="rank"):
+        rank_layer(weights, Placement.round_robin(4, 2), 2)
+
+
+def test_local_unsupported_names_what_cannot_be_a_local_compute():
+    spec = get_preset("tiny-shared", "fp32")
+    assert local_unsupported(moebench.get("grouped_mm"), spec) is None  # shared experts run as a layer of their own
+    assert "drops tokens" in local_unsupported(moebench.get("padded_batch_capacity"), spec)
+    fp64 = local_unsupported(moebench.get("grouped_mm"), get_preset("tiny", "fp64"))
+    assert fp64 and "dtype" in fp64

@@ -1,8 +1,10 @@
 """The expert-parallel layer on 2 and 4 CPU processes (gloo) equals the single-process fp64 reference
 on the concatenated tokens, and the bytes the ranks moved are the traffic model's, exactly.
 
-One spawned group per world size runs all its cases (spawning costs seconds; the cases milliseconds).
-Seeds are fresh each run and printed on failure.
+The local compute is the fp64 reference math for the layout cases, and every implementation of the
+registry that runs here (Triton ones on the triton_device: the interpreter on a CPU machine) for the edge
+cases. One spawned group per world size runs all its cases (spawning costs seconds; the cases
+milliseconds). Seeds are fresh each run and printed on failure.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import secrets
 
 import pytest
 import torch
-from ep_cases import EPCase, input_errors, placement_of, problem, run_cases
+from ep_cases import EPCase, input_errors, placement_of, problem, reference, run_cases
 
-from moebench.ep import routed_reference, summarize, traffic_model
+from moebench import registry
+from moebench.ep import local_unsupported, summarize, traffic_model
 from moebench.ep.launch import run_ranks
 from moebench.parity import compare
-from moebench.reference import reference_moe
+from moebench.presets import get_preset
 
 TIMEOUT_S = 240.0
 
@@ -34,6 +37,9 @@ def _cases_2(seed: int) -> list[EPCase]:
         EPCase("k=E, T=1 on rank 0", "tiny-k-eq-e", "bf16", (1, 6), seed=seed + 50),
         EPCase("hot expert, redundant copies", "tiny", "fp32", (10, 11), extra_per_rank=1, draw="hot", seed=seed),
         EPCase("broken control", "tiny", "fp32", (5, 5), broken=True, seed=seed + 60),
+        EPCase("two gated shared experts (Qwen2-MoE style)", "tiny-shared", "fp32", (5, 4), seed=seed + 70),
+        EPCase("input-weighted + shared (Llama-4 style) bf16", "tiny-input-scaled", "bf16", (3, 6), seed=seed + 80),
+        EPCase("groups + shared (DeepSeek style), zipf", "tiny-groups", "fp32", (7, 2), draw="zipf", seed=seed + 90),
     ]
 
 
@@ -58,6 +64,55 @@ def _cases_4(seed: int) -> list[EPCase]:
         ),
         EPCase("T=0 on every rank", "tiny-many", "bf16", (0, 0, 0, 0), seed=seed + 30),
         EPCase("broken control", "tiny-many", "fp32", (4, 4, 4, 4), broken=True, seed=seed + 40),
+        EPCase("input-weighted + shared, T=0 on rank 1", "tiny-input-scaled", "fp32", (2, 0, 5, 3), seed=seed + 50),
+    ]
+
+
+def implementations(triton_device: str) -> list[tuple[str, str]]:
+    """(name, device) of every registry implementation that takes a precomputed routing and runs here:
+    torch ones on the CPU, Triton ones on the triton device. Left out: those that drop tokens by design
+    (padded_batch_capacity) and those that compute their own routing (exported runtimes)."""
+    chosen = []
+    for info in registry.all_impls():
+        device = triton_device if "triton" in info.requires else "cpu"
+        if local_unsupported(info, get_preset("tiny", "fp32")) is None and info.available(device)[0]:
+            chosen.append((info.name, device))
+    return chosen
+
+
+def _edge_cases(world: int, impls: list[tuple[str, str]], seed: int) -> list[EPCase]:
+    """Per implementation: uneven tokens with T=0 on one rank and experts no token picks; all tokens on
+    one rank's experts (the other ranks compute no pair); shared experts (gated; with input-weighted
+    routing), which run through the implementation too; expert biases and the clamped SwiGLU (gpt-oss)."""
+    if world == 2:
+        shapes = [
+            ("tiny-odd", (0, 7), "owner", (1, 0, 0, 1, 0), (), (3,)),
+            ("tiny", (6, 3), "contiguous", (), (0, 1), ()),
+            ("tiny-shared", (4, 5), "round_robin", (), (), ()),
+            ("tiny-oss", (3, 4), "contiguous", (), (), ()),
+        ]
+    else:
+        shapes = [
+            ("tiny-many", (1, 6, 0, 3), "round_robin", (), (), (12, 13, 14, 15)),
+            ("tiny-many", (2, 3, 4, 1), "contiguous", (), (8, 9, 10, 11), ()),
+            ("tiny-input-scaled", (3, 0, 2, 4), "contiguous", (), (), ()),
+        ]
+    return [
+        EPCase(
+            f"{name} on {device}, {preset} T={tokens}",
+            preset,
+            "fp32",
+            tokens,
+            layout,
+            owner,
+            always=always,
+            never=never,
+            impl=name,
+            device=device,
+            seed=seed + 100 + i,
+        )  # fmt: skip
+        for name, device in impls
+        for i, (preset, tokens, layout, owner, always, never) in enumerate(shapes)
     ]
 
 
@@ -67,8 +122,7 @@ def _check(case: EPCase, ranks: list) -> None:
     topk_ids = torch.cat([r[1] for r in ranks])
     stats = [r[2] for r in ranks]
     where = f"{case.name} (seed {case.seed})"
-    ref = reference_moe(x, weights) if drawn is None else routed_reference(x, weights, *drawn)
-    result = compare(y, ref, case.spec.dtype)
+    result = compare(y, reference(case)[1], case.spec.dtype)
     assert result.ok != case.broken, f"{where}: {result}"
 
     placement = placement_of(case, drawn)
@@ -93,8 +147,11 @@ def _check(case: EPCase, ranks: list) -> None:
 
 
 @pytest.mark.parametrize("world, cases", [(2, _cases_2), (4, _cases_4)], ids=["2 ranks", "4 ranks"])
-def test_ep_layer_equals_reference_and_model(world, cases):
-    chosen = cases(secrets.randbelow(2**20))
+def test_ep_layer_equals_reference_and_model(world, cases, triton_device):
+    seed = secrets.randbelow(2**20)
+    impls = implementations(triton_device)
+    assert {"naive_loop", "grouped_mm"} <= {name for name, _ in impls}, impls
+    chosen = cases(seed) + _edge_cases(world, impls, seed)
     outputs = run_ranks(run_cases, world, (chosen,), timeout_s=TIMEOUT_S)
     for i, case in enumerate(chosen):
         _check(case, [outputs[rank][i] for rank in range(world)])
@@ -102,5 +159,5 @@ def test_ep_layer_equals_reference_and_model(world, cases):
 
 def test_bad_input_names_the_argument():
     messages = run_ranks(input_errors, 1, timeout_s=TIMEOUT_S)[0]
-    for message, argument in zip(messages, ["topk_ids", "topk_weights", "placement", "local_weights", "local_compute"]):
+    for message, argument in zip(messages, ["topk_ids", "topk_weights", "placement", "layer", "local_compute"]):
         assert argument in message, (argument, message)
