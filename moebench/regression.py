@@ -195,7 +195,7 @@ def measure(
 
 def run_gate(args: argparse.Namespace) -> Verdict:
     """`run`: install the baseline revision and the working tree in a temporary folder, then measure."""
-    repo, out = Path(args.repo).resolve(), Path(args.out)
+    repo, out = Path(args.repo).resolve(), Path(args.out).resolve()
     ref = args.baseline_ref or read_ref(repo / BASELINE_REF)
     clear(out)
     # a terminated job still removes its temporary folder and benchmark process (SystemExit unwinds both)
