@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from moebench.quant.fp8 import fake_quantize_activations
 from moebench.spec import MoESpec
 
 
@@ -41,13 +42,21 @@ def expert_ffn(
     w2: torch.Tensor,
     b1: torch.Tensor | None = None,
     b2: torch.Tensor | None = None,
+    act_group: int | None = None,
 ) -> torch.Tensor:
     """One expert on x [n, H]: act(x @ w1.T + b1) @ w2.T + b2 -> [n, H], in the operands' dtype.
-    w1 [G*N, H], w2 [H, N], b1 [G*N] and b2 [H] optional."""
+    w1 [G*N, H], w2 [H, N], b1 [G*N] and b2 [H] optional. act_group (w8a8 formats, e.g. fp8-block128's
+    128): both GEMMs' inputs, x and the activation's output, are quantised per row in groups of that many
+    elements and dequantised again first, as the quantised GEMM sees them (moebench.quant.fp8)."""
+    if act_group is not None:
+        x = fake_quantize_activations(x, act_group)
     h1 = x @ w1.t()
     if b1 is not None:
         h1 = h1 + b1
-    y = apply_activation(spec, h1) @ w2.t()
+    h = apply_activation(spec, h1)
+    if act_group is not None:
+        h = fake_quantize_activations(h, act_group)
+    y = h @ w2.t()
     return y if b2 is None else y + b2
 
 

@@ -1,5 +1,8 @@
 """The parity gate: run an implementation on fresh random inputs and compare with the fp64 reference.
 
+Quantised experts: the gate compares with the reference on the dequantised weights (reference_moe);
+the error against the unquantised layer is reported beside it (extra["rel_l2_unquantized"]), never gated.
+
 Outputs are poisoned (NaN) before each run so unwritten elements show; NaN/Inf never pass.
 """
 
@@ -11,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from moebench.reference import reference_moe
+from moebench.reference import reference_moe, reference_unquantized
 from moebench.registry import ImplInfo
 from moebench.spec import MoESpec, dtype_name
 from moebench.stats import collect_stats
@@ -176,6 +179,9 @@ def run_case(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         outcome.result = compare(result, ref, spec.dtype)
+        if weights.quant is not None:  # what quantisation costs: the error against the unquantised layer
+            plain = compare(result, reference_unquantized(x, weights, keep=keep), spec.dtype)
+            outcome.extra["rel_l2_unquantized"] = plain.rel_l2
     except Exception as exc:  # report, never crash the gate
         outcome.error = f"{type(exc).__name__}: {exc}"
     return outcome

@@ -9,7 +9,7 @@ import torch
 from tabulate import tabulate
 
 from moebench import registry
-from moebench.cli.common import add_problem_args, int_csv, prepare_device_arg, resolve_specs
+from moebench.cli.common import add_problem_args, add_quant_arg, int_csv, prepare_device_arg, resolve_specs
 from moebench.gradparity import run_grad_case
 from moebench.parity import Case, edge_cases, random_cases, run_case
 from moebench.presets import spec_label
@@ -19,6 +19,7 @@ from moebench.spec import dtype_name
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("verify", help="parity gate: every implementation vs the fp64 reference")
     add_problem_args(p)
+    add_quant_arg(p)
     p.add_argument(
         "--cases", type=int, default=2, help="random cases per (impl, preset, dtype) on top of the edge cases"
     )
@@ -42,6 +43,14 @@ def cases_for(spec, args) -> list[Case]:
         cases += edge_cases(spec)
     cases += random_cases(args.cases)
     return cases
+
+
+def _unquantized_column(args: argparse.Namespace, outcome) -> list[str]:
+    """The error against the unquantised layer (with --quant only): what quantisation costs, not gated."""
+    if not args.quant:
+        return []
+    value = None if outcome is None else outcome.extra.get("rel_l2_unquantized")
+    return [f"{value:.2e}" if value is not None else "-"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
                             "PASS" if outcome.ok else "FAIL",
                             f"{res.rel_l2:.2e}" if res else "-",
                             f"{res.tolerance:.0e}" if res else "-",
+                            *_unquantized_column(args, outcome),
                             outcome.seed,
                             outcome.error or (res.message if res and not res.ok else outcome.extra.get("note", "")),
                         ]
@@ -96,11 +106,14 @@ def run(args: argparse.Namespace) -> int:
                                 "PASS" if grad.ok else "FAIL",
                                 f"{worst[1].rel_l2:.2e}" if worst else "-",
                                 f"{worst[1].tolerance:.0e}" if worst else "-",
+                                *_unquantized_column(args, None),
                                 grad.seed,
                                 "" if grad.ok else grad.summary(),
                             ]
                         )
     headers = ["impl", "preset", "dtype", "case", "result", "rel_l2", "tol", "seed", "detail"]
+    if args.quant:
+        headers.insert(7, "rel_l2 vs unquantised")
     if rows:
         print(tabulate(rows, headers=headers))
     if skipped:

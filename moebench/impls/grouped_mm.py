@@ -14,6 +14,9 @@ What torch._grouped_mm supports (read from ATen, checked on torch 2.13 CPU):
     syncs with the host, so CUDA-graph capture fails there (the bench records the eager time and
     notes the failed capture). `available()` runs a tiny probe and reports the error if the op
     itself does not run on this build/device.
+Quantised experts (spec.quant): dequantised up front to the spec dtype, once per weights (the cached
+layout), with fp8-block128's activations quantised-dequantised per token group before each GEMM: the
+"what you would do without a kernel" baseline, reading full-size weights.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from dataclasses import dataclass
 import torch
 
 from moebench.activations import apply_activation
-from moebench.registry import register
+from moebench.quant.fp8 import fake_quantize_activations
+from moebench.registry import any_quant, register
 from moebench.routing import route_unless_given
 from moebench.spec import MoESpec
 from moebench.weights import MoEWeights
@@ -49,17 +53,26 @@ class _Layout:
 def _make_layout(weights: MoEWeights) -> _Layout:
     spec = weights.spec
     h, i = spec.hidden, spec.intermediate
-    hp, ip = _aligned(h, spec.dtype), _aligned(i, spec.dtype)
+    dtype = _compute_dtype(weights)
+    hp, ip = _aligned(h, dtype), _aligned(i, dtype)
+    w1_in, w2_in = weights.dequantized(dtype)  # w1, w2 themselves unless quantised
     if (hp, ip) == (h, i):
         # [E, G*I, H] viewed as [E, H, G*I]: column-major per expert, the layout CUTLASS wants
-        return _Layout(spec, h, weights.w1.transpose(1, 2), weights.w2.transpose(1, 2))
+        return _Layout(spec, h, w1_in.transpose(1, 2), w2_in.transpose(1, 2))
     e, groups = spec.num_experts, spec.w1_rows // i
-    w1 = weights.w1.new_zeros(e, groups * ip, hp)
+    w1 = w1_in.new_zeros(e, groups * ip, hp)
     for g in range(groups):  # gate block, then up block, each padded to Ip rows
-        w1[:, g * ip : g * ip + i, :h] = weights.w1[:, g * i : (g + 1) * i]
-    w2 = weights.w2.new_zeros(e, hp, ip)
-    w2[:, :h, :i] = weights.w2
+        w1[:, g * ip : g * ip + i, :h] = w1_in[:, g * i : (g + 1) * i]
+    w2 = w2_in.new_zeros(e, hp, ip)
+    w2[:, :h, :i] = w2_in
     return _Layout(spec.replace(intermediate=ip), hp, w1.transpose(1, 2), w2.transpose(1, 2))
+
+
+def _compute_dtype(weights: MoEWeights) -> torch.dtype:
+    """fp32 for formats that quantise activations (their GEMM inputs are re-quantised from an fp32 h, as the
+    quantised kernels do; a bf16 h would flip e4m3 codes), else the spec dtype."""
+    quant = weights.quant
+    return torch.float32 if quant is not None and quant.fmt.act_group else weights.spec.dtype
 
 
 def _group_by_expert(topk_ids: torch.Tensor, num_experts: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,6 +113,7 @@ def _probe(device: str) -> str | None:
     backward=True,
     graph_safe=True,
     extra_check=_probe,
+    quant=any_quant,
 )
 def grouped_mm(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None, routing=None) -> torch.Tensor:
     spec = weights.spec
@@ -113,13 +127,18 @@ def grouped_mm(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None, r
     topk_weights, topk_ids = route_unless_given(x, weights, routing)  # [T, k] fp32, [T, k] int64
     order, offs = _group_by_expert(topk_ids, spec.num_experts)  # [T*k] int64, [E] int32
     token_of_pair = order // k  # [T*k]
+    group = None if weights.quant is None else weights.quant.fmt.act_group
+    # w8a8: the GEMM inputs as quantised, in fp32 (see _compute_dtype)
+    a = x if group is None else fake_quantize_activations(x.float(), group)
     if layout.hidden == spec.hidden:
-        xs = x[token_of_pair]  # [T*k, H]
+        xs = a[token_of_pair]  # [T*k, H]
     else:
-        xs = x.new_zeros(order.numel(), layout.hidden)  # [T*k, Hp]
-        xs[:, : spec.hidden] = x[token_of_pair]
+        xs = a.new_zeros(order.numel(), layout.hidden)  # [T*k, Hp]
+        xs[:, : spec.hidden] = a[token_of_pair]
     h1 = torch._grouped_mm(xs, layout.w1t, offs=offs)  # [T*k, G*Ip]
     h = apply_activation(layout.spec, h1).contiguous()  # [T*k, Ip]
+    if group is not None:
+        h = fake_quantize_activations(h, group)
     y = torch._grouped_mm(h, layout.w2t, offs=offs)[:, : spec.hidden]  # [T*k, H]
     pair_weight = topk_weights.reshape(-1)[order]  # [T*k] fp32
     acc = torch.zeros(x.shape, dtype=torch.float32, device=x.device)

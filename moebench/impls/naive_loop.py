@@ -2,6 +2,10 @@
 
 The Hugging Face eager path, written plainly. Loops over experts on the host and skips empty
 ones (a host sync), so it cannot be captured in a CUDA graph.
+
+Quantised experts (spec.quant): dequantised up front, once per weights (a cached derived copy in fp32),
+then the same loop in fp32, with fp8-block128's activations quantised-dequantised per token group before
+each GEMM. The honest "what you would do without a kernel" baseline: it reads full-size weights.
 """
 
 from __future__ import annotations
@@ -9,7 +13,8 @@ from __future__ import annotations
 import torch
 
 from moebench.activations import apply_activation
-from moebench.registry import register
+from moebench.quant.fp8 import fake_quantize_activations
+from moebench.registry import any_quant, register
 from moebench.routing import route_unless_given
 from moebench.weights import MoEWeights
 
@@ -21,16 +26,22 @@ from moebench.weights import MoEWeights
     backward=True,
     graph_safe=False,
     baseline=True,
+    quant=any_quant,
 )
 def naive_loop(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None, routing=None) -> torch.Tensor:
     spec = weights.spec
     topk_weights, topk_ids = route_unless_given(x, weights, routing)  # [T, k] fp32, [T, k] int64
+    xs, w1, w2, group = x, weights.w1, weights.w2, None
+    if weights.quant is not None:  # dequantised up front (fp32), cached with the weights
+        w1, w2 = weights.derived("dequantized/fp32", lambda w: w.quant.dequantize(torch.float32))
+        xs, group = x.float(), weights.quant.fmt.act_group
     acc = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
     hit = torch.bincount(topk_ids.reshape(-1), minlength=spec.num_experts).nonzero().flatten().tolist()
     for expert in hit:
         token_idx, slot = torch.where(topk_ids == expert)
-        h = apply_activation(spec, x[token_idx] @ weights.w1[expert].t())  # [n, I]
-        y = h @ weights.w2[expert].t()  # [n, H]
+        a = xs[token_idx] if group is None else fake_quantize_activations(xs[token_idx], group)
+        h = apply_activation(spec, a @ w1[expert].t())  # [n, I]
+        y = (h if group is None else fake_quantize_activations(h, group)) @ w2[expert].t()  # [n, H]
         acc.index_add_(0, token_idx, y.float() * topk_weights[token_idx, slot, None])
     if out is None:
         return acc.to(x.dtype)
