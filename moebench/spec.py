@@ -5,9 +5,9 @@ MoESpec(num_experts E, top_k k, hidden H, intermediate I, activation, dtype, rou
 RouterSpec, ExpertSpec and SharedSpec (moebench.layer_options, re-exported here) state the routing options,
 the expert FFN's parameters and the shared experts; checks across them (k against the groups, SwiGLU options
 only with swiglu) are here. `spec.features()` names the options a spec uses beyond the plain layer, which is
-how implementations refuse what they do not honour. `quant` names the format of the routed experts' weights (moebench.quant.formats; None: the spec dtype);
-`dtype` stays the activations' and router's dtype. `to_dict` / `spec_from_dict` round-trip a spec through
-JSON (custom ops and exported files carry it that way).
+how implementations refuse what they do not honour. `quant` names the format of the routed experts'
+weights (moebench.quant.formats; None: the spec dtype); `dtype` stays the activations' and router's dtype.
+`to_dict` / `spec_from_dict` round-trip a spec through JSON (custom ops and exported files carry it that way).
 """
 
 from __future__ import annotations

@@ -135,10 +135,9 @@ class MoEWeights:
         if q.fmt.name != s.quant:
             raise MoEInputError(f"quant: expected format {s.quant} (spec.quant), got {q.fmt.name}")
         for name in ("w1", "w2"):
-            if getattr(q, name).shape != tuple(getattr(self, name).shape):
-                raise MoEInputError(
-                    f"quant.{name}: expected shape {list(getattr(self, name).shape)}, got {list(getattr(q, name).shape)}"
-                )
+            want, got = list(getattr(self, name).shape), list(getattr(q, name).shape)
+            if got != want:
+                raise MoEInputError(f"quant.{name}: expected shape {want}, got {got}")
 
     def unquantized(self) -> MoEWeights:
         """The same layer with unquantised experts (w1/w2 as they are): the layer quantisation approximates."""
