@@ -95,15 +95,19 @@ def fused_weight_layout() -> str:
     return LAYOUT_CANONICAL
 
 
+def interleave_gate_up(t: torch.Tensor, inter: int) -> torch.Tensor:
+    """[E, 2I, ...] gate rows then up rows -> rows interleaved (row 2j = gate j, 2j+1 = up j): swiglu_fusion=1."""
+    gate, up = t[:, :inter], t[:, inter:]
+    return torch.stack([gate, up], dim=2).reshape(t.shape)
+
+
 def fused_weights(weights: MoEWeights, layout: str | None = None) -> dict[str, torch.Tensor]:
     """Canonical weights in the op's layout: fc1 rows interleaved [g0,u0,g1,u1,...] for swiglu."""
     spec = weights.spec
     layout = layout or fused_weight_layout()
-    e, _, h, i = spec.shape
     w1 = weights.w1.detach().cpu()
     if spec.gated:
-        gate, up = w1[:, :i], w1[:, i:]  # [E, I, H] each
-        w1 = torch.stack([gate, up], dim=2).reshape(e, 2 * i, h)  # row 2j = gate j, row 2j+1 = up j
+        w1 = interleave_gate_up(w1, spec.intermediate)
     w2 = weights.w2.detach().cpu()
     if layout == LAYOUT_TRANSPOSED:
         w1, w2 = w1.transpose(1, 2), w2.transpose(1, 2)
@@ -114,14 +118,9 @@ def fused_weights(weights: MoEWeights, layout: str | None = None) -> dict[str, t
     }
 
 
-def build_ort_fused(weights: MoEWeights, *, impl: str = "naive_loop", opset: int = MIN_OPSET) -> onnx.ModelProto:
-    """Router MatMul (fp32) -> [log-sigmoid] -> Cast -> com.microsoft.MoE. Raises for specs it cannot express."""
-    spec = weights.spec
-    check_export_args(spec, opset, FLAVOR)
-    check_supported(spec)
+def router_nodes(spec: MoESpec) -> tuple[list, str]:
+    """Router MatMul (fp32) -> [log-sigmoid] -> Cast to the spec dtype: (nodes, name of the op's router_probs)."""
     dt = spec.dtype
-    layout = fused_weight_layout()
-    inits = [initializer(name, t) for name, t in fused_weights(weights, layout).items()]
     nodes = []
     x32 = INPUT_NAME
     if dt != torch.float32:
@@ -138,6 +137,23 @@ def build_ort_fused(weights: MoEWeights, *, impl: str = "naive_loop", opset: int
     if dt != torch.float32:
         nodes.append(helper.make_node("Cast", [probs], ["router_probs"], name="router_probs_Cast", to=onnx_dtype(dt)))
         probs = "router_probs"
+    return nodes, probs
+
+
+def build_ort_fused(weights: MoEWeights, *, impl: str = "naive_loop", opset: int = MIN_OPSET) -> onnx.ModelProto:
+    """Router MatMul (fp32) -> [log-sigmoid] -> Cast -> com.microsoft.MoE (com.microsoft.QMoE for quantised
+    experts: moebench.export.ort_qmoe). Raises for specs it cannot express."""
+    spec = weights.spec
+    check_export_args(spec, opset, FLAVOR)
+    check_supported(spec)
+    if spec.quant is not None:
+        from moebench.export.ort_qmoe import build_ort_qmoe
+
+        return build_ort_qmoe(weights, impl=impl, opset=opset)
+    dt = spec.dtype
+    layout = fused_weight_layout()
+    inits = [initializer(name, t) for name, t in fused_weights(weights, layout).items()]
+    nodes, probs = router_nodes(spec)
     attrs = {
         "k": spec.top_k,
         "normalize_routing_weights": int(spec.router.renormalize),
