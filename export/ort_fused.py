@@ -150,7 +150,6 @@ def build_ort_fused(weights: MoEWeights, *, impl: str = "naive_loop", opset: int
         from moebench.export.ort_qmoe import build_ort_qmoe
 
         return build_ort_qmoe(weights, impl=impl, opset=opset)
-    dt = spec.dtype
     layout = fused_weight_layout()
     inits = [initializer(name, t) for name, t in fused_weights(weights, layout).items()]
     nodes, probs = router_nodes(spec)
@@ -167,20 +166,22 @@ def build_ort_fused(weights: MoEWeights, *, impl: str = "naive_loop", opset: int
             "MoE", [INPUT_NAME, probs, "fc1", "", "fc2"], [OUTPUT_NAME], name="MoE", domain=MS_DOMAIN, **attrs
         )
     )
+    layout_text = f"router_t [H,E] fp32; {layout}; swiglu rows interleaved (swiglu_fusion=1)"
+    return contrib_model(spec, nodes, inits, "moebench_moe_ort_fused", layout_text, impl=impl, opset=opset)
+
+
+def contrib_model(
+    spec: MoESpec, nodes: list, inits: list, name: str, weights_layout: str, *, impl: str, opset: int
+) -> onnx.ModelProto:
+    """The graph x -> y around `nodes` (router + one contrib op), with the spec and layout in its metadata."""
     graph = helper.make_graph(
         nodes,
-        "moebench_moe_ort_fused",
-        [token_tensor_info(INPUT_NAME, dt, spec.hidden)],
-        [token_tensor_info(OUTPUT_NAME, dt, spec.hidden)],
+        name,
+        [token_tensor_info(INPUT_NAME, spec.dtype, spec.hidden)],
+        [token_tensor_info(OUTPUT_NAME, spec.dtype, spec.hidden)],
         inits,
     )
-    meta = spec_metadata(
-        spec,
-        flavor=FLAVOR,
-        impl=impl,
-        extra={
-            "weights_layout": f"router_t [H,E] fp32; {layout}; swiglu rows interleaved (swiglu_fusion=1)",
-            "router_input": "log-sigmoid logits" if spec.router.scoring == "sigmoid" else "logits",
-        },
-    )
+    router_input = "log-sigmoid logits" if spec.router.scoring == "sigmoid" else "logits"
+    extra = {"weights_layout": weights_layout, "router_input": router_input}
+    meta = spec_metadata(spec, flavor=FLAVOR, impl=impl, extra=extra)
     return make_model(graph, opset=opset, metadata=meta, extra_domains={MS_DOMAIN: 1})

@@ -22,16 +22,8 @@ import onnx
 from onnx import helper
 
 from moebench.errors import MoEInputError
-from moebench.export.graph_common import (
-    INPUT_NAME,
-    MIN_OPSET,
-    OUTPUT_NAME,
-    initializer,
-    make_model,
-    spec_metadata,
-    token_tensor_info,
-)
-from moebench.export.ort_fused import FLAVOR, MS_DOMAIN, interleave_gate_up, router_nodes
+from moebench.export.graph_common import INPUT_NAME, MIN_OPSET, OUTPUT_NAME, initializer
+from moebench.export.ort_fused import MS_DOMAIN, contrib_model, interleave_gate_up, router_nodes
 from moebench.quant.formats import get_format
 from moebench.spec import MoESpec
 from moebench.weights import MoEWeights
@@ -100,21 +92,8 @@ def build_ort_qmoe(weights: MoEWeights, *, impl: str = "naive_loop", opset: int 
     if spec.gated:
         attrs.update(swiglu_fusion=1, activation_alpha=1.0, activation_beta=0.0)
     nodes.append(helper.make_node("QMoE", inputs, [OUTPUT_NAME], name="QMoE", domain=MS_DOMAIN, **attrs))
-    graph = helper.make_graph(
-        nodes,
-        "moebench_moe_ort_qmoe",
-        [token_tensor_info(INPUT_NAME, spec.dtype, spec.hidden)],
-        [token_tensor_info(OUTPUT_NAME, spec.dtype, spec.hidden)],
-        inits,
+    layout_text = (
+        f"router_t [H,E] fp32; QMoE {fmt.name} codes/scales/zero points as moebench.quant stores them; "
+        "swiglu rows interleaved (swiglu_fusion=1)"
     )
-    meta = spec_metadata(
-        spec,
-        flavor=FLAVOR,
-        impl=impl,
-        extra={
-            "weights_layout": f"router_t [H,E] fp32; QMoE {fmt.name} codes/scales/zero points as moebench.quant "
-            "stores them; swiglu rows interleaved (swiglu_fusion=1)",
-            "router_input": "log-sigmoid logits" if spec.router.scoring == "sigmoid" else "logits",
-        },
-    )
-    return make_model(graph, opset=opset, metadata=meta, extra_domains={MS_DOMAIN: 1})
+    return contrib_model(spec, nodes, inits, "moebench_moe_ort_qmoe", layout_text, impl=impl, opset=opset)
