@@ -22,7 +22,7 @@ from tabulate import tabulate
 from moebench import registry
 from moebench.bench import BenchOptions, count_steps, default_baseline, run_bench, select_impls
 from moebench.ceilings import measure_ceilings
-from moebench.cli.common import add_problem_args, int_csv, prepare_device_arg, resolve_specs
+from moebench.cli.common import add_problem_args, add_quant_arg, int_csv, prepare_device_arg, resolve_specs
 from moebench.errors import MoEInputError
 from moebench.presets import REAL_PRESETS, SMALL_PRESETS
 from moebench.report.tables import comparison_tables, star
@@ -38,6 +38,7 @@ DEFAULTS = {
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="time implementations per (preset, T): speedups, TFLOP/s, % of ceilings")
     add_problem_args(p, default_presets="cuda: the real presets; cpu: " + ", ".join(SMALL_PRESETS))
+    add_quant_arg(p)
     p.add_argument("--tokens", type=int_csv, default=None, help="token counts (default cuda: 1..16384, cpu: 1,16,128)")
     p.add_argument("--baseline", default=None, help="implementation the speedups divide by (default: naive_loop)")
     p.add_argument("--out", default=None, help="CSV to write (default: results/bench-<device>-<date>.csv)")
