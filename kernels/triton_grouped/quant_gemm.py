@@ -50,34 +50,37 @@ def weight_tile(
     GROUP: tl.constexpr,
     SCALE_ROWS: tl.constexpr,
 ):
-    """The [BLOCK_K, BLOCK_N] weight tile: e4m3 codes for FMT_FP8 (scaled after the dot), else fp32 values."""
+    """The [BLOCK_K, BLOCK_N] weight tile: e4m3 codes for FMT_FP8 (scaled after the dot), else fp32 values.
+    One return at the end: the compiler rejects a constexpr branch that returns early."""
     if FMT == FMT_FP8:
-        return tl.load(wq_ptr + rows[None, :] * stride_qn + k[:, None], mask=k_ok[:, None], other=0.0)
-    if FMT == FMT_INT8:
-        code = tl.load(wq_ptr + rows[None, :] * stride_qn + k[:, None], mask=k_ok[:, None], other=0)
-    else:  # two codes per byte, the even element in the low nibble
-        byte = tl.load(wq_ptr + rows[None, :] * stride_qn + (k // 2)[:, None], mask=k_ok[:, None], other=0)
-        code = (byte >> ((k % 2) * 4).to(tl.uint8)[:, None]) & 15
-    s = tl.load(ws_ptr + rows[None, :] * stride_sn + (k // GROUP)[:, None], mask=k_ok[:, None], other=0)
-    if FMT == FMT_MXFP4:
-        mag = (code & 7).to(tl.float32)
-        big = tl.exp2(tl.floor(mag * 0.5) - 1.0) * (1.0 + (mag - 2.0 * tl.floor(mag * 0.5)) * 0.5)
-        value = tl.where(mag < 2.0, mag * 0.5, big)
-        value = tl.where((code & 8) != 0, -value, value)
-        w = value * tl.exp2(s.to(tl.float32) - 127.0)
+        w = tl.load(wq_ptr + rows[None, :] * stride_qn + k[:, None], mask=k_ok[:, None], other=0.0)
     else:
-        if ASYM:
-            g = k // GROUP
-            if FMT == FMT_INT4:
-                zb = tl.load(wz_ptr + rows[None, :] * stride_zn + (g // 2)[:, None], mask=k_ok[:, None], other=0)
-                zero = ((zb >> ((g % 2) * 4).to(tl.uint8)[:, None]) & 15).to(tl.float32)
-            else:
-                zero = tl.load(wz_ptr + rows[None, :] * stride_zn + g[:, None], mask=k_ok[:, None], other=0)
-                zero = zero.to(tl.float32)
+        if FMT == FMT_INT8:
+            code = tl.load(wq_ptr + rows[None, :] * stride_qn + k[:, None], mask=k_ok[:, None], other=0)
+        else:  # two codes per byte, the even element in the low nibble
+            byte = tl.load(wq_ptr + rows[None, :] * stride_qn + (k // 2)[:, None], mask=k_ok[:, None], other=0)
+            code = (byte >> ((k % 2) * 4).to(tl.uint8)[:, None]) & 15
+        s = tl.load(ws_ptr + rows[None, :] * stride_sn + (k // GROUP)[:, None], mask=k_ok[:, None], other=0)
+        if FMT == FMT_MXFP4:
+            mag = (code & 7).to(tl.float32)
+            big = tl.exp2(tl.floor(mag * 0.5) - 1.0) * (1.0 + (mag - 2.0 * tl.floor(mag * 0.5)) * 0.5)
+            value = tl.where(mag < 2.0, mag * 0.5, big)
+            value = tl.where((code & 8) != 0, -value, value)
+            w = value * tl.exp2(s.to(tl.float32) - 127.0)
         else:
-            zero = 8.0 if FMT == FMT_INT4 else 128.0
-        w = (code.to(tl.float32) - zero) * s.to(tl.float32)
-    return tl.where(k_ok[:, None], w, 0.0)
+            if ASYM:
+                g = k // GROUP
+                if FMT == FMT_INT4:
+                    zb = tl.load(wz_ptr + rows[None, :] * stride_zn + (g // 2)[:, None], mask=k_ok[:, None], other=0)
+                    zero = ((zb >> ((g % 2) * 4).to(tl.uint8)[:, None]) & 15).to(tl.float32)
+                else:
+                    zero = tl.load(wz_ptr + rows[None, :] * stride_zn + g[:, None], mask=k_ok[:, None], other=0)
+                    zero = zero.to(tl.float32)
+            else:
+                zero = 8.0 if FMT == FMT_INT4 else 128.0
+            w = (code.to(tl.float32) - zero) * s.to(tl.float32)
+        w = tl.where(k_ok[:, None], w, 0.0)
+    return w
 
 
 @triton.jit
