@@ -28,6 +28,7 @@ ONNX_DTYPES: dict[torch.dtype, int] = {
     torch.int64: TensorProto.INT64,
     torch.int32: TensorProto.INT32,
     torch.bool: TensorProto.BOOL,
+    torch.uint8: TensorProto.UINT8,
 }
 TORCH_DTYPES: dict[int, torch.dtype] = {v: k for k, v in ONNX_DTYPES.items()}
 EXPORT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)

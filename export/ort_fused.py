@@ -115,7 +115,7 @@ def fused_weight_layout() -> str:
     return LAYOUT_CANONICAL
 
 
-def _interleave(t: torch.Tensor, i: int) -> torch.Tensor:
+def interleave_gate_up(t: torch.Tensor, i: int) -> torch.Tensor:
     """[E, 2I, ...] gate rows then up rows -> rows g0, u0, g1, u1, ... (swiglu_fusion=1)."""
     return torch.stack([t[:, :i], t[:, i:]], dim=2).reshape(t.shape)
 
@@ -128,13 +128,13 @@ def fused_weights(weights: MoEWeights, layout: str | None = None) -> dict[str, t
     i = spec.intermediate
     w1, w2 = weights.w1.detach().cpu(), weights.w2.detach().cpu()
     if spec.gated:
-        w1 = _interleave(w1, i)
+        w1 = interleave_gate_up(w1, i)
     if layout == LAYOUT_TRANSPOSED:
         w1, w2 = w1.transpose(1, 2), w2.transpose(1, 2)
     out = {"fc1": w1.contiguous(), "fc2": w2.contiguous()}
     if spec.expert.bias:
         b1 = weights.b1.detach().cpu()
-        out["fc1_bias"] = (_interleave(b1, i) if spec.gated else b1).contiguous()
+        out["fc1_bias"] = (interleave_gate_up(b1, i) if spec.gated else b1).contiguous()
         out["fc2_bias"] = weights.b2.detach().cpu().contiguous()
     return out
 
@@ -160,23 +160,21 @@ def _routed_scale_constant(spec: MoESpec) -> bool:
     return spec.router.renormalize or spec.router.softmax_after_topk
 
 
-def build_ort_fused(weights: MoEWeights, *, impl: str = "naive_loop", opset: int = MIN_OPSET) -> onnx.ModelProto:
-    """Router nodes -> com.microsoft.MoE (+ scaling, + shared experts). Raises for specs it cannot express."""
+def routing_constants(weights: MoEWeights) -> list[onnx.TensorProto]:
+    """Initializers of the routing computed before the op (route_before_op)."""
     spec = weights.spec
-    check_export_args(spec, opset, FLAVOR)
-    check_supported(spec)
-    dt, d = spec.dtype, onnx_dtype(spec.dtype)
-    layout = fused_weight_layout()
-    fused = fused_weights(weights, layout)
-    inits = [initializer(name, t) for name, t in fused.items()]
-    inits += routing_initializers(weights) + activation_initializers(spec) + shared_initializers(spec, weights)
-    inits += [
+    return routing_initializers(weights) + [
         scalar_const("min_weight", MIN_WEIGHT, torch.float32),
         scalar_const("not_chosen_logit", NOT_CHOSEN_LOGIT, torch.float32),
-        scalar_const("routed_scaling_d", spec.router.scaling, dt),
+        scalar_const("routed_scaling_d", spec.router.scaling, spec.dtype),
     ]
-    nodes: list[onnx.NodeProto] = []
-    node = node_adder(nodes)
+
+
+def route_before_op(spec: MoESpec, node: NodeFn) -> tuple[str, str, str | None]:
+    """The op's inputs from the routing computed before it: (x or x scaled by its weight under weight_on='input',
+    router_probs in the spec dtype for normalize_routing_weights=1, the name the op's output is multiplied by
+    afterwards or None)."""
+    dt, d = spec.dtype, onnx_dtype(spec.dtype)
 
     def in_dtype(name: str) -> str:
         return name if dt == torch.float32 else node("Cast", [name], [f"{name}_d"], to=d)[0]
@@ -189,6 +187,27 @@ def build_ort_fused(weights: MoEWeights, *, impl: str = "naive_loop", opset: int
         scale = in_dtype(total)
     elif spec.router.scaling != 1.0:
         scale = "routed_scaling_d"
+    return x_in, in_dtype(probs), scale
+
+
+def build_ort_fused(weights: MoEWeights, *, impl: str = "naive_loop", opset: int = MIN_OPSET) -> onnx.ModelProto:
+    """Router nodes -> com.microsoft.MoE (+ scaling, + shared experts); com.microsoft.QMoE for quantised experts
+    (moebench.export.ort_qmoe). Raises for specs it cannot express."""
+    spec = weights.spec
+    check_export_args(spec, opset, FLAVOR)
+    check_supported(spec)
+    if spec.quant is not None:
+        from moebench.export.ort_qmoe import build_ort_qmoe
+
+        return build_ort_qmoe(weights, impl=impl, opset=opset)
+    dt = spec.dtype
+    layout = fused_weight_layout()
+    fused = fused_weights(weights, layout)
+    inits = [initializer(name, t) for name, t in fused.items()]
+    inits += routing_constants(weights) + activation_initializers(spec) + shared_initializers(spec, weights)
+    nodes: list[onnx.NodeProto] = []
+    node = node_adder(nodes)
+    x_in, probs, scale = route_before_op(spec, node)
     attrs = {
         "k": spec.top_k,
         "normalize_routing_weights": 1,  # softmax over the k chosen log-ratios: w_i / sum_k w
@@ -203,7 +222,7 @@ def build_ort_fused(weights: MoEWeights, *, impl: str = "naive_loop", opset: int
     bias = ("fc1_bias", "fc2_bias") if spec.expert.bias else ("", "")
     last = scale is None and not spec.shared.count
     routed = OUTPUT_NAME if last else "moe_out"
-    op_inputs = [x_in, in_dtype(probs), "fc1", bias[0], "fc2", bias[1]]
+    op_inputs = [x_in, probs, "fc1", bias[0], "fc2", bias[1]]
     while not op_inputs[-1]:  # optional inputs left out at the end
         op_inputs.pop()
     nodes.append(helper.make_node("MoE", op_inputs, [routed], name="MoE", domain=MS_DOMAIN, **attrs))

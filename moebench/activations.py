@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from moebench.quant.fp8 import fake_quantize_activations
 from moebench.spec import MoESpec
 from moebench.stats import SHARED_STAT, record_stat
 from moebench.weights import MoEWeights
@@ -46,6 +47,7 @@ def expert_ffn(
     b2: torch.Tensor | None = None,
     *,
     round_h1_to: torch.dtype | None = None,
+    act_group: int | None = None,
 ) -> torch.Tensor:
     """One expert on x [n, H]: act(x @ w1.T + b1) @ w2.T + b2 -> [n, H], in the operands' dtype.
     w1 [G*N, H], w2 [H, N], b1 [G*N] and b2 [H] optional.
@@ -55,12 +57,20 @@ def expert_ffn(
     dtype before the activation (the torch ones). Only the
     fp64 reference uses it, for the one place where that choice matters: the SwiGLU clamp's kink, where the
     derivative (0 or 1) depends on which side of the limit the rounded value falls.
+    act_group (w8a8 formats, e.g. fp8-block128's 128): both GEMMs' inputs, x and the activation's output,
+    are quantised per row in groups of that many elements and dequantised again first, as the quantised
+    GEMM sees them (moebench.quant.fp8).
     """
     rounded = (lambda t: t + (t.to(round_h1_to).to(t.dtype) - t).detach()) if round_h1_to else (lambda t: t)  # noqa: E731
+    if act_group is not None:
+        x = fake_quantize_activations(x, act_group)
     h1 = rounded(x @ w1.t())
     if b1 is not None:
         h1 = rounded(h1 + b1)
-    y = apply_activation(spec, h1) @ w2.t()
+    h = apply_activation(spec, h1)
+    if act_group is not None:
+        h = fake_quantize_activations(h, act_group)
+    y = h @ w2.t()
     return y if b2 is None else y + b2
 
 

@@ -144,10 +144,13 @@ def parse_shape(text: str, dtype: str | torch.dtype = torch.bfloat16) -> MoESpec
 
 
 def spec_label(spec: MoESpec) -> str:
-    """The preset name for a spec if it matches one (ignoring dtype), else 'E,k,H,I'."""
+    """The preset name for a spec if it matches one (ignoring dtype), else 'E,k,H,I'; '+<format>' appended
+    for quantised experts (e.g. 'tiny+int4-g128')."""
+    suffix = "" if spec.quant is None else f"+{spec.quant}"
+    plain = spec.replace(quant=None)
     for name in _PRESETS:
         candidate = get_preset(name, spec.dtype)
-        if candidate == spec:
-            return name
+        if candidate == plain:
+            return name + suffix
     e, k, h, i = spec.shape
-    return f"{e},{k},{h},{i}"
+    return f"{e},{k},{h},{i}{suffix}"

@@ -6,6 +6,9 @@ uses its autograd too. Two steps, each a function:
   reference_moe(x, weights, keep=None)                        chooses on fp32 logits, weighs in fp64, then
   reference_from_routing(x, weights, routing, keep=None)      everything after the choice of experts
 so a caller with its own routing (a drawn one, or the implementations' fp32 choice) reuses the rest.
+Quantised experts (spec.quant): the reference computes on the exactly dequantised weights (and, for
+formats that quantise activations, fp8-block128, on the quantised-dequantised GEMM inputs), so the gate
+measures the kernel, not the quantisation; `reference_unquantized` is the layer quantisation approximates.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ def reference_from_routing(
     topk_weights, topk_ids = routing.weights.to(F64), routing.ids
     kept = None if keep is None else keep.to(device=x.device, dtype=F64)  # dropped pairs contribute 0
     on_input = spec.router.weight_on == "input"
+    act_group = None if weights.quant is None else weights.quant.fmt.act_group
     out = torch.zeros_like(x64)
     for expert in range(spec.num_experts):
         token_idx, slot = torch.where(topk_ids == expert)
@@ -85,11 +89,15 @@ def reference_from_routing(
         w = topk_weights[token_idx, slot, None]
         b1 = None if weights.b1 is None else weights.b1[expert]
         b2 = None if weights.b2 is None else weights.b2[expert]
-        tensors = (weights.w1[expert], weights.w2[expert], b1, b2)
-        if on_input:  # Llama-4: the router weight scales the expert's input
-            y = expert_ffn(spec, x64[token_idx] * w, *map(_f64, tensors), round_h1_to=round_h1_to)
+        if weights.quant is None:
+            tensors = tuple(map(_f64, (weights.w1[expert], weights.w2[expert], b1, b2)))
         else:
-            y = expert_ffn(spec, x64[token_idx], *map(_f64, tensors), round_h1_to=round_h1_to) * w
+            tensors = (*weights.quant.expert(expert, F64), _f64(b1), _f64(b2))
+        options = dict(round_h1_to=round_h1_to, act_group=act_group)
+        if on_input:  # Llama-4: the router weight scales the expert's input
+            y = expert_ffn(spec, x64[token_idx] * w, *tensors, **options)
+        else:
+            y = expert_ffn(spec, x64[token_idx], *tensors, **options) * w
         if kept is not None:
             y = y * kept[token_idx, slot, None]
         out = out.index_add(0, token_idx, y)
@@ -102,3 +110,9 @@ def reference_from_routing(
         if row_scale is not None:
             row_scale.add_(torch.linalg.vector_norm(y.detach(), dim=1))
     return out
+
+
+def reference_unquantized(x: torch.Tensor, weights: MoEWeights, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """The fp64 layer on the unquantised experts (w1/w2) of a quantised `weights`: what quantisation costs is
+    an output's error against this (reference_moe itself when `weights` are not quantised)."""
+    return reference_moe(x, weights if weights.quant is None else weights.unquantized(), keep=keep)

@@ -17,6 +17,9 @@ features: the options of the spec (moebench.spec.MoESpec.features(), e.g. "route
 an implementation honours. A spec using any other option is refused with the reason (`features_note`)
 by `spec_unsupported`, which `verify`, `bench` and `list` show: never a silently wrong result. The
 default is none, so an implementation honours an option only once it says so.
+quant: how an implementation runs quantised experts (spec.quant, moebench.quant): None (the default)
+refuses every quantised spec with the reason, since computing on w1/w2 would silently give the
+unquantised layer; otherwise a function spec -> None (runs it) or the reason it cannot.
 Third-party packages add implementations through the entry-point group `moebench.implementations`
 (each entry point names a module or callable; loading it must call `register`).
 """
@@ -92,6 +95,7 @@ class ImplInfo:
     features: frozenset[str] = frozenset()  # spec options honoured (moebench.spec.FEATURES)
     features_note: str = ""  # why the other options are refused
     takes_routing: bool = True  # accepts a precomputed routing=
+    quant: Callable[[MoESpec], str | None] | None = field(default=None, repr=False)  # see the module docstring
 
     @property
     def refused_features(self) -> tuple[str, ...]:
@@ -109,6 +113,10 @@ class ImplInfo:
         refused = refused_features(spec, self.features, self.name, self.features_note, routing_given=routing_given)
         if refused:
             return refused
+        if spec.quant is not None:
+            reason = quant_refusal(self.name, spec) if self.quant is None else self.quant(spec)
+            if reason:
+                return reason
         return self.spec_check(spec) if self.spec_check is not None else None
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
@@ -162,6 +170,16 @@ class ImplInfo:
         return self.fn(x, weights, out=out, config=config, routing=routing)
 
 
+def quant_refusal(name: str, spec: MoESpec, why: str = "it has no quantised path") -> str:
+    """The reason `name` refuses quantised experts (spec.quant)."""
+    return f"quant={spec.quant}: {name} does not run quantised experts ({why})"
+
+
+def any_quant(spec: MoESpec) -> str | None:
+    """`quant=` for implementations that run every format (by dequantising the weights up front)."""
+    return None
+
+
 _REGISTRY: dict[str, ImplInfo] = {}
 _BUILTINS_LOADED = False
 _PLUGINS_LOADED = False
@@ -185,6 +203,7 @@ def register(
     features: Iterable[str] = (),
     features_note: str = "",
     takes_routing: bool = True,
+    quant: Callable[[MoESpec], str | None] | None = None,
 ) -> Callable[[ImplFn], ImplFn]:
     """Decorator: register `fn` under `name`. A duplicate name or an unknown feature raises ValueError."""
     if kind not in KINDS:
@@ -214,6 +233,7 @@ def register(
             features=frozenset(features),
             features_note=features_note,
             takes_routing=takes_routing,
+            quant=quant,
         )
         return fn
 

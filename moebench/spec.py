@@ -1,12 +1,13 @@
 """The one problem record every implementation, test, benchmark and export reads.
 
 MoESpec(num_experts E, top_k k, hidden H, intermediate I, activation, dtype, router: RouterSpec,
-        expert: ExpertSpec, shared: SharedSpec)
+        expert: ExpertSpec, shared: SharedSpec, quant: str | None)
 RouterSpec, ExpertSpec and SharedSpec (moebench.layer_options, re-exported here) state the routing options,
 the expert FFN's parameters and the shared experts; checks across them (k against the groups, SwiGLU options
 only with swiglu) are here. `spec.features()` names the options a spec uses beyond the plain layer, which is
-how implementations refuse what they do not honour. `to_dict` / `spec_from_dict` round-trip a spec through
-JSON (custom ops and exported files carry it that way).
+how implementations refuse what they do not honour. `quant` names the format of the routed experts'
+weights (moebench.quant.formats; None: the spec dtype); `dtype` stays the activations' and router's dtype.
+`to_dict` / `spec_from_dict` round-trip a spec through JSON (custom ops and exported files carry it that way).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class MoESpec:
     router: RouterSpec = RouterSpec()
     expert: ExpertSpec = ExpertSpec()
     shared: SharedSpec = SharedSpec()
+    quant: str | None = None  # routed experts' weight format (moebench.quant.QUANT_FORMATS); None: unquantised
 
     def __post_init__(self) -> None:
         for name in ("num_experts", "top_k", "hidden", "intermediate"):
@@ -94,11 +96,27 @@ class MoESpec:
             if not isinstance(getattr(self, name), kind):
                 raise MoEInputError(f"{name}: expected a {kind.__name__}, got {type(getattr(self, name)).__name__}")
         self._check_groups()
+        self._check_quant()
         swiglu_options = [name for name in sorted(self.features()) if name.startswith("expert.swiglu_")]
         if swiglu_options and not self.gated:
             raise MoEInputError(
                 f"{swiglu_options[0]}: only with activation='swiglu', got activation={self.activation!r}"
             )
+
+    def _check_quant(self) -> None:
+        """quant: None or a format name, stored by its canonical name; H and I must fit its K blocks."""
+        if self.quant is None:
+            return
+        from moebench.quant.formats import get_format
+
+        try:
+            fmt = get_format(self.quant)
+        except MoEInputError as err:
+            raise MoEInputError(f"quant: {err}") from None
+        object.__setattr__(self, "quant", fmt.name)
+        for name, k in (("hidden", self.hidden), ("intermediate", self.intermediate)):
+            if k % fmt.k_multiple:
+                raise MoEInputError(f"quant: {fmt.name} needs {name} to be a multiple of {fmt.k_multiple}, got {k}")
 
     def _check_groups(self) -> None:
         r, e = self.router, self.num_experts
@@ -170,11 +188,21 @@ class MoESpec:
 
     def expert_weight_bytes(self, num_active_experts: int | None = None) -> int:
         """Bytes of expert weights read once for `num_active_experts` routed experts (default all E), plus the
-        shared experts' (read at every T)."""
+        shared experts' (read at every T). Quantised experts count their packed codes, scales and zero points
+        (the shared experts stay in the spec dtype)."""
         experts = self.num_experts if num_active_experts is None else num_active_experts
-        per_expert = (self.w1_rows + self.intermediate) * self.hidden
-        shared = self.shared.count * (self.shared_w1_rows + self.shared.intermediate) * self.hidden
-        return (experts * per_expert + shared) * torch.finfo(self.dtype).bits // 8
+        itemsize = torch.finfo(self.dtype).bits // 8
+        shared = self.shared.count * (self.shared_w1_rows + self.shared.intermediate) * self.hidden * itemsize
+        return experts * self.routed_expert_bytes() + shared
+
+    def routed_expert_bytes(self) -> int:
+        """Bytes of one routed expert's w1 and w2 as stored: packed codes plus scales and zero points when quantised."""
+        if self.quant is None:
+            return (self.w1_rows + self.intermediate) * self.hidden * torch.finfo(self.dtype).bits // 8
+        from moebench.quant.formats import get_format
+
+        fmt = get_format(self.quant)
+        return fmt.weight_bytes((self.w1_rows, self.hidden)) + fmt.weight_bytes((self.hidden, self.intermediate))
 
     def describe_parts(self) -> dict[str, str]:
         """The spec in words, by part (only what differs from the plain layer): shape, expert (activation,
@@ -197,6 +225,7 @@ class MoESpec:
             "dtype": dtype_name(self.dtype),
             "router": " ".join(router),
             "shared": f"{s.count}x{s.intermediate}" + ("+gate" if s.gated else "") if s.count else "",
+            "quant": self.quant or "",
         }
 
     def describe(self) -> str:
@@ -204,6 +233,8 @@ class MoESpec:
         parts = self.describe_parts()
         if parts["shared"]:
             parts["shared"] = "shared=" + parts["shared"]
+        if parts["quant"]:
+            parts["quant"] = "quant=" + parts["quant"]
         return " ".join(text for text in parts.values() if text)
 
     def to_dict(self) -> dict:
@@ -218,6 +249,7 @@ class MoESpec:
             "router": record_dict(self.router),
             "expert": record_dict(self.expert),
             "shared": record_dict(self.shared),
+            "quant": self.quant,
         }
 
     def to_json(self) -> str:
@@ -240,13 +272,20 @@ def refused_features(
 
 
 def spec_from_dict(d: dict) -> MoESpec:
-    """MoESpec from MoESpec.to_dict() (or its JSON text); records written before the options default them."""
+    """MoESpec from MoESpec.to_dict() (or its JSON text); records written before the options (or quant) default them."""
     if isinstance(d, str):
         d = json.loads(d)
     try:
         parts = {name: kind(**d.get(name, {})) for name, kind in _PARTS.items()}
         return MoESpec(
-            d["num_experts"], d["top_k"], d["hidden"], d["intermediate"], d["activation"], d["dtype"], **parts
+            d["num_experts"],
+            d["top_k"],
+            d["hidden"],
+            d["intermediate"],
+            d["activation"],
+            d["dtype"],
+            **parts,
+            quant=d.get("quant"),
         )
     except (KeyError, TypeError) as exc:
         raise MoEInputError(f"spec: expected a MoESpec.to_dict() record, got {d!r} ({exc})") from None

@@ -1,8 +1,11 @@
 """Canonical weights of one MoE layer, and seeded generators of weights and inputs.
 
 MoEWeights(spec, router, w1, w2, router_bias=None, selection_bias=None, b1=None, b2=None,
-           shared_w1=None, shared_w2=None, shared_gate=None)
+           shared_w1=None, shared_w2=None, shared_gate=None, quant=None)
 Every tensor the spec asks for must be there and every other one None (`tensor_layout(spec)` lists them);
+`quant` (moebench.quant.QuantizedExperts) holds the routed experts in the format spec.quant, exactly when
+spec.quant is set; w1/w2 are then the unquantised weights it was made from (what "error against the
+unquantised layer" compares with). `quantized(weights)` makes it from w1/w2.
 `parameters()` / `parameter_names()` are the tensors a gradient flows to, `with_tensors(...)` swaps some.
 """
 
@@ -15,6 +18,8 @@ from typing import Any
 import torch
 
 from moebench.errors import MoEInputError
+from moebench.quant.experts import QuantizedExperts, QuantizedTensor, quantize_experts
+from moebench.quant.formats import get_format
 from moebench.spec import MoESpec, RouterSpec, SharedSpec
 
 TENSOR_NAMES: tuple[str, ...] = (
@@ -87,6 +92,7 @@ class MoEWeights:
     shared_w1: torch.Tensor | None = None
     shared_w2: torch.Tensor | None = None
     shared_gate: torch.Tensor | None = None
+    quant: QuantizedExperts | None = None  # the routed experts in spec.quant's format (exactly when spec.quant)
     # per-implementation derived layouts (transposes, packed copies); keyed by the implementation
     _derived: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -111,9 +117,38 @@ class MoEWeights:
                 raise MoEInputError(f"{name}: expected shape {list(shape)} for {s.describe()}, got {list(t.shape)}")
             if t.dtype != dtype:
                 raise MoEInputError(f"{name}: expected dtype {dtype}, got {t.dtype}")
+        self._check_quant()
         devices = {str(t.device) for t in self.tensors().values()}
+        if self.quant is not None:
+            devices.add(str(self.quant.w1.data.device))
         if len(devices) != 1:
             raise MoEInputError(f"weights: all tensors must be on one device, got {sorted(devices)}")
+
+    def _check_quant(self) -> None:
+        s, q = self.spec, self.quant
+        if s.quant is None:
+            if q is not None:
+                raise MoEInputError(f"quant: expected None (spec.quant is None in {s.describe()}), got {q.fmt.name}")
+            return
+        if not isinstance(q, QuantizedExperts):
+            raise MoEInputError(f"quant: expected QuantizedExperts in {s.quant} (spec.quant), got {type(q).__name__}")
+        if q.fmt.name != s.quant:
+            raise MoEInputError(f"quant: expected format {s.quant} (spec.quant), got {q.fmt.name}")
+        for name in ("w1", "w2"):
+            want, got = list(getattr(self, name).shape), list(getattr(q, name).shape)
+            if got != want:
+                raise MoEInputError(f"quant.{name}: expected shape {want}, got {got}")
+
+    def unquantized(self) -> MoEWeights:
+        """The same layer with unquantised experts (w1/w2 as they are): the layer quantisation approximates."""
+        return MoEWeights(self.spec.replace(quant=None), **self.tensors())
+
+    def dequantized(self, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(w1, w2) the experts compute with: dequantised from `quant` (in `dtype`, default the spec's) when
+        quantised, else w1/w2 themselves."""
+        if self.quant is None:
+            return self.w1, self.w2
+        return self.quant.dequantize(dtype or self.spec.dtype)
 
     @property
     def device(self) -> torch.device:
@@ -148,7 +183,7 @@ class MoEWeights:
         unknown = sorted(set(tensors) - set(TENSOR_NAMES))
         if unknown:
             raise MoEInputError(f"tensors: unknown name(s) {unknown}; expected some of {list(TENSOR_NAMES)}")
-        return MoEWeights(self.spec, **{**self.tensors(), **tensors})
+        return _with_quant(MoEWeights, self.spec, {**self.tensors(), **tensors}, self.quant, tensors)
 
     def with_parameters(self, values: Sequence[torch.Tensor]) -> MoEWeights:
         """A new MoEWeights with parameters() replaced by `values` (same order), e.g. autograd leaves; in
@@ -158,7 +193,8 @@ class MoEWeights:
             raise MoEInputError(f"values: expected {len(names)} tensors ({', '.join(names)}), got {len(values)}")
         dtype = values[0].dtype
         spec = self.spec if dtype == self.spec.dtype else self.spec.with_dtype(dtype)
-        return MoEWeights(spec, **{**self.tensors(), **dict(zip(names, values))})
+        changed = dict(zip(names, values))
+        return _with_quant(MoEWeights, spec, {**self.tensors(), **changed}, self.quant, changed)
 
     def derived(self, key: str, make: Callable[[MoEWeights], Any]) -> Any:
         """A cached derived layout (e.g. a transposed copy) so benchmarks do not time re-layouts."""
@@ -171,7 +207,8 @@ class MoEWeights:
         spec = self.spec if dtype is None else self.spec.with_dtype(dtype)
         layout = tensor_layout(spec)
         moved = {name: t.to(device=device, dtype=layout[name][1]) for name, t in self.tensors().items()}
-        return MoEWeights(spec, **moved)
+        quant = self.quant if self.quant is None or device is None else self.quant.to(device)
+        return MoEWeights(spec, **moved, quant=quant)
 
     def experts_subset(self, experts: torch.Tensor, *, top_k: int = 1) -> MoEWeights:
         """The routed experts `experts` (int64 ids, in that order, repeats allowed) as a layer of their own
@@ -183,7 +220,20 @@ class MoEWeights:
         router = RouterSpec(weight_on=spec.router.weight_on)
         local = spec.replace(num_experts=int(experts.numel()), top_k=top_k, router=router, shared=SharedSpec())
         sliced = {n: t[experts] for n, t in self.tensors().items() if n in tensor_layout(local)}
-        return MoEWeights(local, **sliced)
+        return MoEWeights(local, **sliced, quant=None if self.quant is None else self.quant.select(experts))
+
+
+def _with_quant(cls, spec: MoESpec, tensors: dict, quant: QuantizedExperts | None, changed: dict) -> MoEWeights:
+    """MoEWeights with `quant` kept, or made again from the new w1/w2 when `changed` replaces either."""
+    if spec.quant is not None and ("w1" in changed or "w2" in changed):
+        quant = quantize_experts(tensors["w1"], tensors["w2"], spec.quant)
+    return cls(spec, **tensors, quant=quant)
+
+
+def quantized(weights: MoEWeights, fmt: str) -> MoEWeights:
+    """`weights` with their routed experts quantised to `fmt` (spec.quant = fmt); w1/w2 kept as they are."""
+    spec = weights.spec.replace(quant=fmt)
+    return MoEWeights(spec, **weights.tensors(), quant=quantize_experts(weights.w1, weights.w2, spec.quant))
 
 
 def empty_weights(spec: MoESpec, device: str | torch.device = "cpu", *, requires_grad: bool = False) -> MoEWeights:
@@ -192,7 +242,19 @@ def empty_weights(spec: MoESpec, device: str | torch.device = "cpu", *, requires
         name: torch.empty(shape, dtype=dtype, device=device, requires_grad=requires_grad and name != "selection_bias")
         for name, (shape, dtype) in tensor_layout(spec).items()
     }
-    return MoEWeights(spec, **tensors)
+    quant = None
+    if spec.quant is not None:
+        fmt = get_format(spec.quant)
+        parts = {}
+        for name in ("w1", "w2"):
+            shape = tuple(tensors[name].shape)
+            empty = {
+                k: None if v is None else torch.empty(v[0], dtype=v[1], device=device)
+                for k, v in fmt.layout(shape).items()
+            }
+            parts[name] = QuantizedTensor(fmt, shape, **empty)
+        quant = QuantizedExperts(fmt, **parts)
+    return MoEWeights(spec, **tensors, quant=quant)
 
 
 def _generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
@@ -220,6 +282,7 @@ def random_weights(spec: MoESpec, device: str | torch.device = "cpu", seed: int 
     drawn first (the same values as for the plain layer of that shape); then, when the spec has them,
     biases (small but not zero: router bias N(0, 0.5^2), b1 N(0, 0.2^2), b2 N(0, 0.1^2)), a selection
     bias of the size that changes choices (see _selection_bias_scale), and shared experts and gate.
+    A quantised spec quantises the drawn w1/w2 (`quantized`), keeping them as the unquantised layer.
     """
     device = torch.device(device)
     g = _generator(seed, device)
@@ -245,7 +308,8 @@ def random_weights(spec: MoESpec, device: str | torch.device = "cpu", seed: int 
         "shared_w2": max(i_s, 1) ** -0.5,
         "shared_gate": h**-0.5,
     }
-    return MoEWeights(spec, **{name: draw(name, scales[name]) for name in layout})
+    plain = MoEWeights(spec.replace(quant=None), **{name: draw(name, scales[name]) for name in layout})
+    return plain if spec.quant is None else quantized(plain, spec.quant)
 
 
 def random_inputs(spec: MoESpec, num_tokens: int, device: str | torch.device = "cpu", seed: int = 1) -> torch.Tensor:

@@ -36,6 +36,7 @@ from moebench.bench import (
 from moebench.ceilings import measure_ceilings
 from moebench.cli.common import (
     add_problem_args,
+    add_quant_arg,
     impl_name,
     nonneg_int,
     positive_int,
@@ -63,6 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
     )
     add_problem_args(p, default_presets="cuda: the real presets; cpu: " + ", ".join(SMALL_PRESETS))
+    add_quant_arg(p)
     p.add_argument(
         "--tokens", type=positive_int_csv, default=None, help="token counts (default cuda: 1..16384, cpu: 1,16,128)"
     )

@@ -19,6 +19,7 @@ from tabulate import tabulate
 from moebench import registry
 from moebench.cli.common import (
     add_problem_args,
+    csv,
     impl_csv,
     nonneg_int,
     positive_int,
@@ -75,6 +76,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="--bench: comma-separated PyTorch implementations to include (the baseline always is)",
     )
     p.add_argument("--reps", type=positive_int, default=None, help="--bench: timed runs per measurement")
+    p.add_argument(
+        "--quant",
+        type=csv,
+        default=None,
+        help="--bench: QMoE formats (e.g. int4-g128,int8-g128) timed beside the fp32 ort-fused graph on the CPU",
+    )
     p.set_defaults(handler=run)
 
 
@@ -195,10 +202,34 @@ def _baseline() -> str:
     return "naive_loop"
 
 
+def _run_qmoe_bench(args: argparse.Namespace, device: str) -> int:
+    """--bench --quant: the unquantised ort-fused graph beside QMoE graphs (moebench.export.qmoe_bench)."""
+    from moebench.export.qmoe_bench import run_qmoe_bench
+    from moebench.results import environment, write_rows
+
+    if device != "cpu":
+        raise MoEInputError("--quant: the QMoE comparison runs on the CPU provider (--device cpu)")
+    plain = argparse.Namespace(**{**vars(args), "quant": None})  # the formats are the QMoE graphs', not the spec's
+    specs = resolve_specs(plain, default_presets=("small-8x2",), default_dtypes=("fp32",))
+    rows = []
+    for spec in specs:
+        rows += run_qmoe_bench(spec, args.quant, args.tokens or [1, 16, 128], seed=args.seed, reps=args.reps or 10)
+    env = environment(device)
+    rows = [{**r, **env} for r in rows]
+    keys = ["graph", "quant", "preset", "T", "median_ms", "p20_ms", "p80_ms", "model_bytes"]
+    keys += ["rel_l2_vs_unquantized", "rel_l2_vs_dequantized"]
+    print(tabulate([[_fmt(r[k]) for k in keys] for r in rows], headers=keys))
+    out = args.out or "results/cpu/qmoe-bench.csv"
+    print(f"\n{len(rows)} row(s); wrote {write_rows(out, rows)} ({env['device_name']}, torch {env['torch']})")
+    return 0
+
+
 def _run_bench(args: argparse.Namespace) -> int:
     from moebench.export.deploy_bench import run_deploy_bench
 
     device = prepare_device_arg(args.device)
+    if args.quant:
+        return _run_qmoe_bench(args, device)
     specs = resolve_specs(args, default_presets=("small-8x2",), default_dtypes=("fp32",))
     tokens = args.tokens or [1, 16, 128]
     print(f"moebench export --bench on {device}: {len(specs)} problem(s) x T={tokens}")

@@ -9,7 +9,7 @@ import torch
 from tabulate import tabulate
 
 from moebench import registry
-from moebench.cli.common import add_problem_args, int_csv, nonneg_int, prepare_device_arg, resolve_specs
+from moebench.cli.common import add_problem_args, add_quant_arg, int_csv, nonneg_int, prepare_device_arg, resolve_specs
 from moebench.gradparity import run_grad_case
 from moebench.parity import Case, edge_cases, random_cases, run_case
 from moebench.presets import spec_label
@@ -25,6 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "experts, all tokens on one expert, ...). Exits 1 on any failure.",
     )
     add_problem_args(p)
+    add_quant_arg(p)
     p.add_argument(
         "--cases", type=nonneg_int, default=2, help="random cases per (impl, preset, dtype) on top of the edge cases"
     )
@@ -48,6 +49,14 @@ def cases_for(spec, args) -> list[Case]:
         cases += edge_cases(spec)
     cases += random_cases(args.cases)
     return cases
+
+
+def _unquantized_column(args: argparse.Namespace, outcome) -> list[str]:
+    """The error against the unquantised layer (with --quant only): what quantisation costs, not gated."""
+    if not args.quant:
+        return []
+    value = None if outcome is None else outcome.extra.get("rel_l2_unquantized")
+    return [f"{value:.2e}" if value is not None else "-"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
                             f"{res.row_error:.2e}" if res else "-",
                             f"{res.row_tolerance:.0e}" if res else "-",
                             res.ties if res else "-",
+                            *_unquantized_column(args, outcome),
                             outcome.seed,
                             outcome.error or (res.message if res and not res.ok else outcome.extra.get("note", "")),
                         ]
@@ -110,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
                                 "-",
                                 "-",
                                 "-",
+                                *_unquantized_column(args, None),
                                 grad.seed,
                                 "" if grad.ok else grad.summary(),
                             ]
@@ -128,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
         "seed",
         "detail",
     ]
+    if args.quant:
+        headers.insert(10, "rel_l2 vs unquantised")
     if rows:
         print(tabulate(rows, headers=headers))
     if skipped:

@@ -13,6 +13,7 @@ import torch
 
 from moebench.errors import MoEInputError, UnknownImplementationError
 from moebench.presets import PRESET_NAMES, TINY_PRESETS, get_preset, parse_shape
+from moebench.quant.formats import QUANT_FORMATS, get_format
 from moebench.spec import MoESpec, dtype_name, parse_dtype
 
 DEVICES = ("cpu", "cuda")
@@ -144,6 +145,18 @@ def add_problem_args(parser: argparse.ArgumentParser, *, default_presets: str = 
     )
 
 
+def add_quant_arg(parser: argparse.ArgumentParser) -> None:
+    """--quant: quantised routed experts (moebench.quant formats), applied to every preset/shape."""
+    parser.add_argument(
+        "--quant",
+        type=csv,
+        default=None,
+        metavar="FORMAT[,FORMAT]",
+        help=f"quantise the routed experts: {', '.join(QUANT_FORMATS)} or int{{4,8}}-g{{G}}[-asym][-fp16|-bf16]; "
+        "default presets that the format does not fit (mxfp4: H, I multiples of 32) are left out",
+    )
+
+
 def resolve_specs(
     args: argparse.Namespace,
     default_presets: tuple[str, ...] = TINY_PRESETS,
@@ -159,7 +172,22 @@ def resolve_specs(
                 specs.append(parse_shape(text, dtype))
             except (MoEInputError, ValueError) as exc:
                 raise MoEInputError(f"--shape: {str(exc).removeprefix('shape: ')}") from None
-    return specs
+    quants = getattr(args, "quant", None)
+    if not quants:
+        return specs
+    explicit = args.preset is not None or bool(args.shape)
+    quantised = []
+    for fmt in quants:
+        get_format(fmt)  # an unknown name is an error even when no preset fits
+        for spec in specs:
+            try:
+                quantised.append(spec.replace(quant=fmt))
+            except MoEInputError:
+                if explicit:
+                    raise
+    if not quantised:
+        raise MoEInputError(f"--quant: none of the default presets fits {', '.join(quants)}; name one with --preset")
+    return quantised
 
 
 def default_device() -> str:

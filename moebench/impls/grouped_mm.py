@@ -21,6 +21,9 @@ What torch._grouped_mm supports (read from ATen, checked on torch 2.13 CPU):
     syncs with the host, so CUDA-graph capture fails there (the bench records the eager time and
     notes the failed capture). `available()` runs a tiny probe and reports the error if the op
     itself does not run on this build/device.
+Quantised experts (spec.quant): dequantised up front to the spec dtype, once per weights (the cached
+layout), with fp8-block128's activations quantised-dequantised per token group before each GEMM: the
+"what you would do without a kernel" baseline, reading full-size weights.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from moebench.activations import (
     output_weights,
     shared_gate_weights,
 )
-from moebench.registry import register
+from moebench.quant.fp8 import fake_quantize_activations
+from moebench.registry import any_quant, register
 from moebench.routing import route_unless_given
 from moebench.spec import FEATURES, MoESpec
 from moebench.stats import SHARED_STAT, record_stat
@@ -80,11 +84,13 @@ def _pad_blocks(t: torch.Tensor, groups: int, size: int, padded: int) -> torch.T
 def _make_layout(weights: MoEWeights) -> _Layout:
     spec = weights.spec
     h, i = spec.hidden, spec.intermediate
-    hp, ip = _aligned(h, spec.dtype), _aligned(i, spec.dtype)
+    dtype = _compute_dtype(weights)
+    hp, ip = _aligned(h, dtype), _aligned(i, dtype)
     grouped = shared_as_experts(spec)
-    w1, w2, b1, b2 = weights.w1, weights.w2, weights.b1, weights.b2
+    w1, w2 = weights.dequantized(dtype)  # w1, w2 themselves unless quantised
+    b1, b2 = weights.b1, weights.b2
     if grouped:
-        w1, w2 = torch.cat([w1, weights.shared_w1]), torch.cat([w2, weights.shared_w2])
+        w1, w2 = torch.cat([w1, weights.shared_w1.to(dtype)]), torch.cat([w2, weights.shared_w2.to(dtype)])
         if b1 is not None:
             b1 = torch.cat([b1, b1.new_zeros(spec.shared.count, b1.shape[1])])
             b2 = torch.cat([b2, b2.new_zeros(spec.shared.count, h)])
@@ -119,6 +125,13 @@ def _pairs(x: torch.Tensor, weights: MoEWeights, layout: _Layout, routing) -> tu
             torch.cat([out_w, gate], 1),
         )
     return ids, in_w, out_w
+
+
+def _compute_dtype(weights: MoEWeights) -> torch.dtype:
+    """fp32 for formats that quantise activations (their GEMM inputs are re-quantised from an fp32 h, as the
+    quantised kernels do; a bf16 h would flip e4m3 codes), else the spec dtype."""
+    quant = weights.quant
+    return torch.float32 if quant is not None and quant.fmt.act_group else weights.spec.dtype
 
 
 def _group_by_expert(topk_ids: torch.Tensor, num_experts: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,6 +173,7 @@ def _probe(device: str) -> str | None:
     graph_safe=True,
     extra_check=_probe,
     features=FEATURES,
+    quant=any_quant,
 )
 def grouped_mm(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None, routing=None) -> torch.Tensor:
     spec = weights.spec
@@ -172,16 +186,21 @@ def grouped_mm(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None, r
     ids, in_w, out_w = _pairs(x, weights, layout, route_unless_given(x, weights, routing))  # [T, P] each
     order, offs = _group_by_expert(ids, layout.w1t.shape[0])  # [T*P] int64, [n] int32
     token_of_pair, sorted_expert = order // ids.shape[1], ids.reshape(-1)[order]  # [T*P]
+    group = None if weights.quant is None else weights.quant.fmt.act_group
+    rows = expert_inputs(spec, x[token_of_pair].to(layout.w1t.dtype), in_w.reshape(-1)[order])  # [T*P, H]
+    if group is not None:  # w8a8: the GEMM inputs as quantised, in fp32 (see _compute_dtype)
+        rows = fake_quantize_activations(rows.float(), group)
     if layout.hidden == spec.hidden:
-        xs = x[token_of_pair]  # [T*P, H]
+        xs = rows
     else:
-        xs = x.new_zeros(order.numel(), layout.hidden)  # [T*P, Hp]
-        xs[:, : spec.hidden] = x[token_of_pair]
-    xs = expert_inputs(spec, xs, in_w.reshape(-1)[order])
+        xs = rows.new_zeros(order.numel(), layout.hidden)  # [T*P, Hp]
+        xs[:, : spec.hidden] = rows
     h1 = torch._grouped_mm(xs, layout.w1t, offs=offs)  # [T*P, G*Ip]
     if layout.b1 is not None:
         h1 = h1 + layout.b1[sorted_expert]
     h = apply_activation(spec, h1).contiguous()  # [T*P, Ip]
+    if group is not None:
+        h = fake_quantize_activations(h, group)
     y = torch._grouped_mm(h, layout.w2t, offs=offs)  # [T*P, Hp]
     if layout.b2 is not None:
         y = y + layout.b2[sorted_expert]

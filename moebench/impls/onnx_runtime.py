@@ -98,6 +98,21 @@ def _fused_spec_reason(spec) -> str | None:
     return unsupported_reason(spec)
 
 
+def _qmoe_reason(spec) -> str | None:
+    """Why ort-cpu:ort-fused (com.microsoft.QMoE) cannot compute a quantised `spec` as stated (None when it can).
+    int8 is exported (moebench export) but not registered: the CPU kernel quantises the activations to int8
+    too (W8A8), a different layer than the spec's weight-only int8."""
+    from moebench.export.ort_qmoe import qmoe_unsupported
+    from moebench.quant.formats import get_format
+
+    reason = qmoe_unsupported(spec)
+    if reason is None and get_format(spec.quant).bits == 8:
+        reason = (
+            f"quant: {spec.quant}: QMoE's CPU kernel runs int8 as W8A8 (activations quantised too), not weight-only"
+        )
+    return reason
+
+
 _DESCRIPTIONS = {
     "portable": "exported portable ONNX (standard ops; all E experts dense = E/k x FLOPs) on ONNX Runtime",
     "ort-fused": "exported ONNX with ONNX Runtime's com.microsoft.MoE contrib op",
@@ -119,6 +134,7 @@ for _device in ("cpu", "cuda"):
             features=EXPORTED_FEATURES[_flavor],
             features_note=NOT_EXPORTED_NOTE,
             takes_routing=False,
+            quant=_qmoe_reason if (_device, _flavor) == ("cpu", "ort-fused") else None,
         )(_make_ort(_device, _flavor))
 
 

@@ -3,6 +3,9 @@
 Outputs are poisoned (NaN) before each run so unwritten elements show; NaN/Inf never pass; every
 token row is checked as well as the whole tensor (moebench.parity.compare); near-tied routing is
 accepted either way (moebench.parity.ties).
+
+Quantised experts: the gate compares with the reference on the dequantised weights (reference_moe);
+the error against the unquantised layer is reported beside it (extra["rel_l2_unquantized"]), never gated.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 
 from moebench.parity.compare import Expected, ParityResult, compare
 from moebench.parity.ties import expected_output
+from moebench.reference import reference_unquantized
 from moebench.registry import ImplInfo
 from moebench.spec import MoESpec, dtype_name
 from moebench.stats import collect_stats
@@ -151,6 +155,9 @@ def check_on(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         outcome.result = compare(result, expected, spec.dtype)
+        if weights.quant is not None:  # what quantisation costs: the error against the unquantised layer
+            plain = compare(result, reference_unquantized(x, weights, keep=keep), spec.dtype)
+            outcome.extra["rel_l2_unquantized"] = plain.rel_l2
     except Exception as exc:  # report, never crash the gate
         outcome.error = f"{type(exc).__name__}: {exc}"
     return outcome

@@ -60,6 +60,12 @@ class QuantizedTensor:
         zero = None if self.zero is None else self.zero.to(device)
         return QuantizedTensor(self.fmt, self.shape, self.data.to(device), self.scale.to(device), zero)
 
+    def select(self, index: torch.Tensor | int) -> QuantizedTensor:
+        """The matrices `index` (int64 ids, repeats allowed, or one int) of the leading axis of a [E, N, K] tensor."""
+        zero = None if self.zero is None else self.zero[index]
+        shape = self.shape[1:] if isinstance(index, int) else (int(index.numel()), *self.shape[1:])
+        return QuantizedTensor(self.fmt, shape, self.data[index], self.scale[index], zero)
+
 
 def quantize_tensor(w: torch.Tensor, fmt: str | QuantFormat, *, name: str = "w") -> QuantizedTensor:
     """Quantise a float [..., N, K] matrix; bad input raises MoEInputError naming `name`."""
@@ -101,6 +107,14 @@ class QuantizedExperts:
 
     def to(self, device: str | torch.device) -> QuantizedExperts:
         return QuantizedExperts(self.fmt, self.w1.to(device), self.w2.to(device))
+
+    def select(self, experts: torch.Tensor) -> QuantizedExperts:
+        """The experts `experts` (int64 ids, in that order, repeats allowed) as a layer of their own."""
+        return QuantizedExperts(self.fmt, self.w1.select(experts), self.w2.select(experts))
+
+    def expert(self, e: int, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """Expert e's (w1 [G*I, H], w2 [H, I]) dequantised in `dtype` (fp64: exact), one expert's scratch only."""
+        return self.w1.select(e).dequantize(dtype), self.w2.select(e).dequantize(dtype)
 
 
 def _check_expert_shapes(w1: tuple[int, ...], w2: tuple[int, ...]) -> None:

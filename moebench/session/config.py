@@ -20,18 +20,25 @@ TUNE_PRESETS = ("qwen3-30b-a3b", "mixtral-8x7b")
 
 @dataclass(frozen=True)
 class Extra:
-    """Low-priority bench cells run when time is left: `impls` on `presets` x `tokens`."""
+    """Low-priority bench cells run when time is left: `impls` on `presets` x `tokens` (experts quantised to
+    `quant`, a moebench.quant format, when set)."""
 
     name: str
     impls: tuple[str, ...]
     presets: tuple[str, ...]
     tokens: tuple[int, ...]
     dtype: str = "bf16"
+    quant: str | None = None
 
 
-# Other issues add their cells here, one line each, e.g.
-#   Extra("fp8 experts", ("triton_grouped_fp8",), FIRST_VERIFY, (16, 1024)),
-EXTRAS: tuple[Extra, ...] = ()
+# Other issues add their cells here, one line each. Quantised experts (issue 17): qwen3-30b-a3b is the real
+# preset whose options the quantised triton_grouped kernels honour (no shared experts); grouped_mm is the
+# dequantise-up-front baseline.
+EXTRAS: tuple[Extra, ...] = (
+    Extra("fp8 experts", ("triton_grouped", "grouped_mm"), ("qwen3-30b-a3b",), (16, 1024), quant="fp8-block128"),
+    Extra("mxfp4 experts", ("triton_grouped",), ("qwen3-30b-a3b",), (16, 1024), quant="mxfp4"),
+    Extra("int4 experts", ("triton_grouped", "grouped_mm"), ("qwen3-30b-a3b",), (16, 1024), quant="int4-g128"),
+)
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class SessionConfig:
     eager_rows: bool = True
     extras: tuple[Extra, ...] = field(default_factory=lambda: EXTRAS)
     quick_timing: bool = False  # fewer timing repetitions (CPU smoke runs)
+    quant: str | None = None  # experts' weight format of the bench cells (set per Extra)
 
     def with_deadline(self, deadline_s: float | None) -> SessionConfig:
         return self if deadline_s is None else replace(self, deadline_s=deadline_s)

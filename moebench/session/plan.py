@@ -48,7 +48,7 @@ STEP_TITLES = {
 
 
 def _cells(config: SessionConfig, presets, tokens) -> list:
-    return [(get_preset(p, config.dtype), t) for p in presets for t in tokens]
+    return [(get_preset(p, config.dtype).replace(quant=config.quant), t) for p in presets for t in tokens]
 
 
 def _precompile(step: str, impls, cells) -> Item:
@@ -132,7 +132,7 @@ def build_plan(config: SessionConfig, compiled: bool) -> list[Item]:
         plan += _bench_items("later", config, *grid, graph=False)
     plan += _tune_items("later", config, config.later_tune_impls)
     for extra in config.extras:
-        extra_config = replace(config, dtype=extra.dtype)
+        extra_config = replace(config, dtype=extra.dtype, quant=extra.quant)
         plan += _bench_items("later", extra_config, extra.impls, extra.presets, extra.tokens, graph=True)
     if config.eager_rows or config.extras:  # the report again, with the rows added since
         plan.append(Item("later", "report (tables and plots)", "report", lambda m: 10.0, work.report))

@@ -15,6 +15,7 @@ import torch
 
 from moebench.impls.triton_grouped.config import FEATURES, FEATURES_NOTE, IMPL  # importing it registers the tunables
 from moebench.impls.triton_grouped.op import moe_op
+from moebench.impls.triton_grouped.quant import quant_forward, quant_unsupported
 from moebench.registry import register
 from moebench.weights import MoEWeights
 
@@ -31,6 +32,9 @@ from moebench.weights import MoEWeights
     graph_safe=True,
     features=FEATURES,
     features_note=FEATURES_NOTE,
+    quant=quant_unsupported,
 )
 def triton_grouped(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None, routing=None) -> torch.Tensor:
+    if weights.quant is not None:  # quantised experts: their own kernels (moebench.impls.triton_grouped.quant)
+        return quant_forward(x, weights, out=out, config=config, routing=routing)
     return moe_op(x, weights, out=out, config=config, routing=routing)
