@@ -1,13 +1,16 @@
 """Every registered implementation that runs here, with the device it runs on: the test device
-(conftest.DEVICE: CUDA on a GPU machine, else the CPU, Triton kernels in the interpreter), or CPU
+(DEVICE, as tests/conftest.py's: CUDA on a GPU machine, else the CPU, Triton kernels in the interpreter), or CPU
 tensors for the CPU-only ones (ONNX Runtime's CPU provider). Used by the tests that sweep every
 implementation (tests/test_ties.py, tests/test_parity_props.py)."""
 
 from __future__ import annotations
 
-from conftest import DEVICE
+import torch
 
 from moebench import registry
+
+# the test device (tests/conftest.py's DEVICE; not imported from there: tests/benchmarks has a conftest too)
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def runnable_impls() -> list[tuple[registry.ImplInfo, str]]:

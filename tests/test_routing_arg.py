@@ -8,6 +8,7 @@ import torch
 
 from moebench import registry
 from moebench.errors import MoEInputError
+from moebench.kernels.common.interpreter import kernel_device
 from moebench.parity import compare
 from moebench.presets import TINY_PRESETS, get_preset
 from moebench.reference import reference_from_routing
@@ -24,8 +25,17 @@ def drawn_routing(num_tokens: int, num_experts: int, top_k: int, seed: int) -> R
     return Routing(torch.rand(num_tokens, top_k, generator=g) + 0.1, ids)
 
 
+def _device(info) -> str:
+    """Where `info` runs in this test: the Triton implementations on the triton_device fixture's device."""
+    return kernel_device() if "triton" in info.requires else "cpu"
+
+
 def _takers() -> list[str]:
-    return [i.name for i in registry.all_impls() if i.takes_routing and i.available("cpu")[0]]
+    return [i.name for i in registry.all_impls() if i.takes_routing and i.available(_device(i))[0]]
+
+
+def _on(routing: Routing, device: str) -> Routing:
+    return Routing(routing.weights.to(device), routing.ids.to(device))
 
 
 @pytest.mark.parametrize(
@@ -57,13 +67,13 @@ def test_an_implementation_that_routes_itself_refuses_a_routing():
 
 @pytest.mark.parametrize("name", _takers())
 @pytest.mark.parametrize("preset", TINY_PRESETS)
-def test_every_implementation_honours_a_drawn_routing(name, preset):
+def test_every_implementation_honours_a_drawn_routing(name, preset, triton_device):
     info = registry.get(name)
-    spec = get_preset(preset, "fp32")
+    spec, device = get_preset(preset, "fp32"), _device(info)
     if info.spec_unsupported(spec):
         pytest.skip(info.spec_unsupported(spec))
-    w, x = random_weights(spec, seed=3), random_inputs(spec, 11, seed=4)
-    routing = drawn_routing(11, spec.num_experts, spec.top_k, seed=5)
+    w, x = random_weights(spec, seed=3, device=device), random_inputs(spec, 11, seed=4, device=device)
+    routing = _on(drawn_routing(11, spec.num_experts, spec.top_k, seed=5), device)
     out = torch.full_like(x, float("nan"))
     with collect_stats() as stats:
         info(x, w, out=out, routing=routing, config={"capacity_factor": 8.0} if info.drops_tokens else None)
@@ -72,22 +82,22 @@ def test_every_implementation_honours_a_drawn_routing(name, preset):
     result = compare(out, expected, spec.dtype)
     assert result.ok, result.message
     assert not compare(
-        out, reference_from_routing(x, w, drawn_routing(11, spec.num_experts, spec.top_k, 6)), spec.dtype
+        out, reference_from_routing(x, w, _on(drawn_routing(11, spec.num_experts, spec.top_k, 6), device)), spec.dtype
     ).ok
 
 
 @pytest.mark.parametrize("name", ["triton_grouped", "block_sparse"])
-def test_options_that_only_shape_the_routing_do_not_count_when_it_is_given(name):
+def test_options_that_only_shape_the_routing_do_not_count_when_it_is_given(name, triton_device):
     # both honour every option now: a copy that honours none stands for an implementation without them
     info = dataclasses.replace(registry.get(name), features=frozenset(), features_note="not honoured here")
-    if not info.available("cpu")[0]:
-        pytest.skip(info.available("cpu")[1])
+    if not info.available(triton_device)[0]:
+        pytest.skip(info.available(triton_device)[1])
     spec = get_preset("tiny-groups", "fp32").replace(shared=SharedSpec())  # selection bias, groups, scaling
     assert spec.features() <= ROUTING_ONLY and info.spec_unsupported(spec)
-    w, x = random_weights(spec, seed=3), random_inputs(spec, 7, seed=4)
+    w, x = random_weights(spec, seed=3, device=triton_device), random_inputs(spec, 7, seed=4, device=triton_device)
     with pytest.raises(MoEInputError, match="router.selection_bias, router.groups, router.scaling"):
         info(x, w)
-    routing = drawn_routing(7, spec.num_experts, spec.top_k, seed=5)
+    routing = _on(drawn_routing(7, spec.num_experts, spec.top_k, seed=5), triton_device)
     result = compare(info(x, w, routing=routing), reference_from_routing(x, w, routing), spec.dtype)
     assert result.ok, result.message
 

@@ -51,14 +51,15 @@ class Rates:
     cpu_cores: int = 16  # the host's cores: compile workers and test shards (the H200 host has 16)
 
     def measured(self, ceilings: Ceilings, dtype: str) -> Rates:
-        """These rates with the GEMM, fp64 and copy figures replaced by the ones measured."""
+        """These rates with the GEMM, fp64 and memory figures replaced by the ones measured (the memory
+        ceiling: the better of a copy and a read pass, moebench.ceilings)."""
         gemm, fp64 = ceilings.gemm(dtype), ceilings.gemm("fp64")
         return replace(
             self,
             source=f"measured in this run ({ceilings.describe()})",
             gemm_tflops=gemm if gemm > 0 else self.gemm_tflops,
             fp64_tflops=fp64 if fp64 > 0 else self.fp64_tflops,
-            copy_gbps=ceilings.copy_gbps if ceilings.copy_gbps > 0 else self.copy_gbps,
+            copy_gbps=ceilings.mem_gbps if ceilings.mem_gbps > 0 else self.copy_gbps,
         )
 
 
