@@ -45,14 +45,14 @@ def test_every_option_is_honoured_forward_and_backward():
 
 @pytest.mark.parametrize("preset", OPTION_PRESETS)
 @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
-def test_forward_with_options(device, preset, dtype):
+def test_forward_with_options(triton_device, preset, dtype):
     spec = get_preset(preset, dtype)
     runs = [(0, IMPL), (1, IMPL), (7, IMPL)]
     if (OPTION_PRESETS.index(preset) % 2 == 0) == (dtype == "fp32"):
         runs.append((333, dataclasses.replace(IMPL, fn=functools.partial(IMPL.fn, config=LARGE_TILES))))
     failures = []
     for num_tokens, impl in runs:
-        outcome = run_case(impl, spec, Case(f"T={num_tokens}", num_tokens), device, seed=SEED + num_tokens)
+        outcome = run_case(impl, spec, Case(f"T={num_tokens}", num_tokens), triton_device, seed=SEED + num_tokens)
         if not outcome.ok:
             failures.append(f"T={num_tokens}: {outcome.error or outcome.result.message}")
     assert not failures, f"{spec.describe()}: " + "; ".join(failures)
@@ -70,21 +70,21 @@ def test_forward_with_options(device, preset, dtype):
         ("tiny-shared", "fp32", 0),
     ],
 )
-def test_gradients_with_options(device, preset, dtype, num_tokens):
+def test_gradients_with_options(triton_device, preset, dtype, num_tokens):
     spec = get_preset(preset, dtype)
-    outcome = run_grad_case(IMPL, spec, Case(f"T={num_tokens}", num_tokens), device, seed=SEED + num_tokens)
+    outcome = run_grad_case(IMPL, spec, Case(f"T={num_tokens}", num_tokens), triton_device, seed=SEED + num_tokens)
     assert outcome.ok, f"{spec.describe()} T={num_tokens}: {outcome.summary()}"
     assert OPTION_GRADS[preset] <= set(outcome.results), sorted(outcome.results)
 
 
-def test_bias_gradients_of_idle_experts_are_exact_zeros(device):
+def test_bias_gradients_of_idle_experts_are_exact_zeros(triton_device):
     """Experts 3 and 4 get no token: their b1 and b2 gradients are exact zeros (written, not left as whatever
     the allocator held: it is poisoned first); with dy = 1, db2[e, n] is the sum of expert e's router weights."""
     spec = get_preset("tiny-oss", "fp32")  # E = 5, k = 2
-    weights, x = make_case_inputs(spec, Case("experts 3, 4 idle", 9, never=(3, 4)), device, SEED)
+    weights, x = make_case_inputs(spec, Case("experts 3, 4 idle", 9, never=(3, 4)), triton_device, SEED)
     leaves = [t.detach().clone().requires_grad_(True) for t in weights.parameters()]
     weights = weights.with_parameters(leaves)
-    poison_allocator(torch.device(device), 1 << 20)
+    poison_allocator(torch.device(triton_device), 1 << 20)
     IMPL(x, weights).backward(torch.ones_like(x))
     grads = {name: leaf.grad for name, leaf in zip(weights.parameter_names(), leaves)}
     with torch.no_grad():

@@ -37,9 +37,9 @@ LARGE_TILES = {
 }
 
 
-def _run(info, spec, num_tokens, config, device):
+def _run(info, spec, num_tokens, config, triton_device):
     impl = info if config is None else dataclasses.replace(info, fn=functools.partial(info.fn, config=config))
-    outcome = run_case(impl, spec, Case(f"T={num_tokens}", num_tokens), device, seed=SEED + num_tokens)
+    outcome = run_case(impl, spec, Case(f"T={num_tokens}", num_tokens), triton_device, seed=SEED + num_tokens)
     return outcome.ok, outcome.error or (outcome.result.message if outcome.result else "")
 
 
@@ -57,7 +57,7 @@ def test_every_option_is_honoured(info):
 
 @pytest.mark.parametrize("preset", OPTION_PRESETS)
 @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
-def test_parity_with_options(info, device, preset, dtype):
+def test_parity_with_options(info, triton_device, preset, dtype):
     """Both paths at T = 1 and 7 (fp32 and fp16 swap which path runs which T), T = 0, and T = 333 on the
     grouped path in one of the two dtypes per preset (alternating, to keep the interpreter time down)."""
     spec = get_preset(preset, dtype)
@@ -67,15 +67,16 @@ def test_parity_with_options(info, device, preset, dtype):
         runs.append((333, LARGE_TILES))
     failures = []
     for num_tokens, config in runs:
-        ok, detail = _run(info, spec, num_tokens, config, device)
+        ok, detail = _run(info, spec, num_tokens, config, triton_device)
         if not ok:
             failures.append(f"T={num_tokens} {config}: {detail}")
     assert not failures, f"{spec.describe()}: " + "; ".join(failures)
 
 
-def test_shared_experts_are_reported_for_the_bench_rows(info, device):
+def test_shared_experts_are_reported_for_the_bench_rows(info, triton_device):
     spec = get_preset("tiny-shared", "fp32")  # 2 shared experts of I_s = 36, routed I = 24
-    weights, x = random_weights(spec, device=device, seed=SEED), random_inputs(spec, 3, device=device, seed=SEED)
+    weights = random_weights(spec, device=triton_device, seed=SEED)
+    x = random_inputs(spec, 3, device=triton_device, seed=SEED)
     with collect_stats() as stats:
         info(x, weights)
     assert stats[SHARED_STAT] == describe_shared(spec)
@@ -85,7 +86,8 @@ def test_shared_experts_are_reported_for_the_bench_rows(info, device):
     assert describe_shared(get_preset("qwen1.5-moe-a2.7b")).startswith("in the grouped GEMMs: 1 x 4 appended")
     spec = get_preset("tiny-oss", "fp32")  # no shared expert: nothing to report
     with collect_stats() as stats:
-        info(random_inputs(spec, 3, device=device, seed=SEED), random_weights(spec, device=device, seed=SEED))
+        x = random_inputs(spec, 3, device=triton_device, seed=SEED)
+        info(x, random_weights(spec, device=triton_device, seed=SEED))
     assert SHARED_STAT not in stats
 
 
