@@ -8,8 +8,9 @@ non-finite values; near ties accepted either way). Implementations run on the te
 seconds per case measured on this machine's CPU, fp32/bf16):
   - the torch implementations (naive_loop 27-29 ms, padded_batch 5-10, padded_batch_capacity 15-18,
     grouped_mm 5-8; the reference 14): every case;
-  - hf_experts (~100 ms: builds a transformers module per call) and the exported runtimes (ONNX
-    Runtime: 30-75 ms, export and session per case): every EVERY-th case;
+  - hf_experts (about 2 s with the drawn options: builds a transformers module per call): every
+    EVERY_HF-th case; the exported runtimes (ONNX Runtime: 30-75 ms, export and session per case): every
+    EVERY-th case;
   - the Triton kernels (the interpreter on the CPU takes 0.1 s to 30 s a case, growing with the
     active experts times the H and I tiles): the first TRITON_CASES cases whose interpreter work
     (`interpreter_work`) is at most TRITON_MAX_WORK, the same share on a GPU machine.
@@ -43,7 +44,8 @@ from moebench.weights import random_inputs, random_weights
 
 CASES = 200  # per dtype
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-EVERY = 20  # hf_experts and the exported runtimes run every 20th case
+EVERY = 20  # the exported runtimes run every 20th case
+EVERY_HF = 50  # hf_experts every 50th (it builds a transformers module per call: about 2 CPU s a case here)
 TRITON_CASES = 1  # per dtype and Triton implementation
 TRITON_MAX_WORK = 64  # interpreter_work of a case a Triton implementation runs (64: about 1 CPU second)
 TORCH_BASELINE = "naive_loop"  # runs every case on every machine
@@ -146,7 +148,7 @@ def cases_of(info: registry.ImplInfo, cases: list[tuple[MoESpec, int, int]]) -> 
     fits = [i for i, (spec, _, _) in enumerate(cases) if not info.spec_unsupported(spec)]
     if "triton" in info.requires:
         return set([i for i in fits if interpreter_work(*cases[i][:2]) <= TRITON_MAX_WORK][:TRITON_CASES])
-    every = EVERY if info.kind == "deployed" or "transformers" in info.requires else 1
+    every = EVERY_HF if "transformers" in info.requires else EVERY if info.kind == "deployed" else 1
     return {i for i in fits if i % every == 0}
 
 
