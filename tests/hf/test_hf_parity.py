@@ -81,7 +81,7 @@ def _check_implementations(weights, dtype, device: str, limit: float | None, kin
 
 
 @pytest.mark.parametrize("family", [f.name for f in FAMILIES])
-def test_fp32_module_reference_and_implementations_agree(family, device):
+def test_fp32_module_reference_and_implementations_agree(family, device, triton_device):  # Triton ones: there
     block, weights = _converted(family, torch.float32)
     for t in TOKENS:
         x = _inputs(weights.spec.hidden, t, torch.float32)
@@ -92,7 +92,7 @@ def test_fp32_module_reference_and_implementations_agree(family, device):
 
 
 @pytest.mark.parametrize("family", [f.name for f in FAMILIES])
-def test_bf16_module_reference_and_implementations_agree(family, device):
+def test_bf16_module_reference_and_implementations_agree(family, device, triton_device):  # Triton ones: there
     block, weights = _converted(family, torch.bfloat16)
     for t in TOKENS:
         x = _inputs(weights.spec.hidden, t, torch.bfloat16)
