@@ -43,7 +43,7 @@ def _expert_bias(bias_ptr, expert, cols, col_ok, num_experts, stride_be, HAS_SHA
     """[BN] fp32: bias_ptr[expert * stride_be + cols], 0 where not col_ok and for shared chunks."""
     mask = col_ok
     if HAS_SHARED:
-        mask = mask & (expert < num_experts)
+        mask = mask & ((cols * 0 + expert) < num_experts)  # a [BN] mask: a scalar bool here breaks the interpreter
     return tl.load(bias_ptr + expert * stride_be + cols, mask=mask, other=0.0).to(tl.float32)
 
 
