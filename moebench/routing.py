@@ -3,7 +3,8 @@ reference, so all of them pick experts the same way.
 
     route(x, weights, compute_dtype=fp32) -> Routing(weights [T, k], ids [T, k] int64)
     router_logits(x, router, compute_dtype, bias=None) -> [T, E]     (the fp32-logits mm trick lives here)
-    route_from_logits(logits, spec, selection_bias=None) -> Routing  (the options of spec.router)
+    route_from_logits(logits, spec, selection_bias=None) -> Routing  (the options of spec.router), built from
+      router_scores (unbiased scores), selection_scores (what top-k picks on) and weights_at (a choice's weights)
     route_unless_given(x, weights, routing) -> Routing               (an implementation's routing= argument)
     sort_by_expert(ids, E) -> (order, counts, offsets)               (grouping pairs by expert, no host sync)
 """
