@@ -48,6 +48,7 @@ def expert_ffn(
     *,
     round_h1_to: torch.dtype | None = None,
     act_group: int | None = None,
+    term_scale: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """One expert on x [n, H]: act(x @ w1.T + b1) @ w2.T + b2 -> [n, H], in the operands' dtype.
     w1 [G*N, H], w2 [H, N], b1 [G*N] and b2 [H] optional.
@@ -60,6 +61,9 @@ def expert_ffn(
     act_group (w8a8 formats, e.g. fp8-block128's 128): both GEMMs' inputs, x and the activation's output,
     are quantised per row in groups of that many elements and dequantised again first, as the quantised
     GEMM sees them (moebench.quant.fp8).
+    term_scale: a list that receives, per row [n], max(||y||, sqrt(sum_ij h_j^2 w2_ij^2)): the size of the
+    down projection's terms, which its rounding errors scale with (a sum of N terms cancels; the root sum
+    of their squares does not: with H = 1 one output element is one such sum).
     """
     rounded = (lambda t: t + (t.to(round_h1_to).to(t.dtype) - t).detach()) if round_h1_to else (lambda t: t)  # noqa: E731
     if act_group is not None:
@@ -71,7 +75,11 @@ def expert_ffn(
     if act_group is not None:
         h = fake_quantize_activations(h, act_group)
     y = h @ w2.t()
-    return y if b2 is None else y + b2
+    y = y if b2 is None else y + b2
+    if term_scale is not None:
+        terms = torch.sqrt((h.detach() ** 2) @ (w2.detach() ** 2).sum(0))  # [n]
+        term_scale.append(torch.maximum(torch.linalg.vector_norm(y.detach(), dim=1), terms))
+    return y
 
 
 def shared_gate_weights(x: torch.Tensor, shared_gate: torch.Tensor) -> torch.Tensor:
@@ -89,8 +97,10 @@ def shared_experts(
     compute_dtype: torch.dtype | None = None,
     *,
     round_h1_to: torch.dtype | None = None,
+    term_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The shared experts' part of the layer: sum over s of [sigmoid(x . shared_gate[s]) *] FFN_s(x).
+    term_scale: optional [T] tensor that receives each shared expert's (gated) term size (expert_ffn's).
 
     x [T, H]; shared_w1 [S, G*I_s, H], shared_w2 [S, H, I_s], shared_gate [S, H] (gated specs).
     Each FFN runs in compute_dtype (default: x's dtype; the reference passes fp64, upcasting one shared
@@ -102,9 +112,14 @@ def shared_experts(
     gates = shared_gate_weights(x.to(acc_dtype), shared_gate) if spec.shared.gated else None
     out = torch.zeros(x.shape, dtype=acc_dtype, device=x.device)
     for s in range(spec.shared.count):
-        y = expert_ffn(spec, xs, shared_w1[s].to(dtype), shared_w2[s].to(dtype), round_h1_to=round_h1_to)
+        sizes = None if term_scale is None else []
+        y = expert_ffn(
+            spec, xs, shared_w1[s].to(dtype), shared_w2[s].to(dtype), round_h1_to=round_h1_to, term_scale=sizes
+        )
         y = y.to(acc_dtype)
         out = out + (y if gates is None else y * gates[:, s, None])
+        if sizes:
+            term_scale.add_(sizes[0].to(term_scale.dtype) * (1 if gates is None else gates[:, s].to(term_scale.dtype)))
     return out
 
 

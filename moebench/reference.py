@@ -68,9 +68,10 @@ def reference_from_routing(
     """The layer in fp64 for a given routing (weights [T, k] any float dtype, ids [T, k]): routed experts
     (output- or input-weighted, with their biases and activation options) plus the shared experts.
 
-    row_scale: optional [T] fp64 zeros; receives each token's sum of the norms of the terms its output
-    row sums (each expert's weighted output row, the shared experts' row): rounding errors are relative
-    to it, not to the sum, which may cancel (the parity gate's row check).
+    row_scale: optional [T] fp64 zeros; receives each token's sum of the sizes of the terms its output
+    row sums (each expert's weighted output row and each shared expert's, the size of a row at least
+    the root sum of squares of its down projection's terms: expert_ffn's term_scale): rounding errors
+    are relative to it, not to the sum, which may cancel (the parity gate's row check).
 
     Expert weights are upcast one expert at a time: all of them in fp64 would not fit a GPU for the large
     presets (deepseek-v3: 90 GB).
@@ -93,22 +94,23 @@ def reference_from_routing(
             tensors = tuple(map(_f64, (weights.w1[expert], weights.w2[expert], b1, b2)))
         else:
             tensors = (*weights.quant.expert(expert, F64), _f64(b1), _f64(b2))
-        options = dict(round_h1_to=round_h1_to, act_group=act_group)
+        sizes = None if row_scale is None else []  # expert_ffn's term size per row
+        options = dict(round_h1_to=round_h1_to, act_group=act_group, term_scale=sizes)
         if on_input:  # Llama-4: the router weight scales the expert's input
             y = expert_ffn(spec, x64[token_idx] * w, *tensors, **options)
+            factor = torch.ones_like(w)
         else:
             y = expert_ffn(spec, x64[token_idx], *tensors, **options) * w
+            factor = w.abs()
         if kept is not None:
             y = y * kept[token_idx, slot, None]
+            factor = factor * kept[token_idx, slot, None]
         out = out.index_add(0, token_idx, y)
         if row_scale is not None:
-            row_scale.index_add_(0, token_idx, torch.linalg.vector_norm(y.detach(), dim=1))
+            row_scale.index_add_(0, token_idx, sizes[0] * factor[:, 0])
     if spec.shared.count:
         shared = (weights.shared_w1, weights.shared_w2, weights.shared_gate)
-        y = shared_experts(spec, x64, *shared, F64, round_h1_to=round_h1_to)
-        out = out + y
-        if row_scale is not None:
-            row_scale.add_(torch.linalg.vector_norm(y.detach(), dim=1))
+        out = out + shared_experts(spec, x64, *shared, F64, round_h1_to=round_h1_to, term_scale=row_scale)
     return out
 
 

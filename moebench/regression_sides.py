@@ -124,6 +124,8 @@ def side_env(side: Side) -> dict[str, str]:
     and the Triton interpreter on (everything is timed on CPU tensors, where Triton kernels run only
     in the interpreter; it must be set before moebench.kernels is imported)."""
     env = dict(os.environ, **dict.fromkeys(ONE_THREAD, "1"), TRITON_INTERPRET="1")
+    for name in [n for n in env if n.startswith("PYTEST_")]:  # e.g. an xdist worker's: pytest-benchmark
+        del env[name]  # would take the gate's process for an xdist worker and disable timing
     paths = [str(side.lib), *(str(p.parent) for p in side.plugins), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     return env

@@ -1,9 +1,12 @@
 """Parity tolerances: the one table, keyed by dtype, and the constants the gate's checks use.
 
 An output passes when every element is finite and written, its relative L2 error against the fp64
-reference, ||out - ref|| / ||ref||, is at most REL_L2_TOLERANCE, and every token row's error
+reference, ||out - ref|| / ||ref|| (each row's norm in ||ref|| floored at CANCEL_FLOOR * s_t), is at
+most REL_L2_TOLERANCE, and every token row's error
 ||out_t - ref_t|| / max(s_t, ROW_FLOOR * rms_t ||ref_t||) is at most ROW_TOLERANCE, where s_t is the
-size of the terms the row sums, sum over the token's experts of |routing weight| * ||expert output||
+size of the terms the row sums: sum over the token's experts (shared ones too) of |routing weight| *
+max(||expert output row||, sqrt(sum_ij h_j^2 W2_ij^2)), the latter the root sum of squares of the down
+projection's terms, which does not cancel where a single output element does (H = 1)
 (>= ||ref_t||; ||ref_t|| where the reference gives no s_t).
 Why these values: fp32 kernels run full fp32 (no TF32) so their error is ~1e-6; fp16/bf16 round
 the inputs, the I-wide activation and the output to 11/8 significant bits (unit roundoff 4.9e-4 /
@@ -44,6 +47,14 @@ ROW_TOLERANCE: dict[torch.dtype, float] = {
 # (scaling x and the weights scales both sides), and a row that should be ~0 but holds a typical
 # row's worth of garbage still shows an error of ~1 / ROW_FLOOR.
 ROW_FLOOR = 0.1
+
+# The whole-tensor error ||out - ref|| / ||ref|| floors each row's share of ||ref|| at this fraction of
+# s_t (the size of the terms the row sums). Same reason as the row check: a row whose experts cancel
+# rounds on the scale of its terms. With a large H a row's norm is about s_t / sqrt(k) >= 0.35 s_t
+# (k <= 8), so the floor changes nothing there; with few elements (H = 1, T = 1) the whole tensor is
+# one cancelling sum: fp16, E=16 k=7 H=1 I=16, T=1 showed 4.3e-3 of ||ref|| (1.6e-4 of s_t, 27x
+# cancellation) for every torch implementation alike (property test seed 1427378311, case 190).
+CANCEL_FLOOR = 0.25
 
 # Near-tied routing (moebench.parity.ties): experts a, b of token x tie when their fp32 logits differ by at
 # most TIE_LOGIT_RTOL * ||x|| * max(||router_a||, ||router_b||), or their fp32 scores by at most

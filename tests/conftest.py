@@ -20,7 +20,9 @@ if not torch.cuda.is_available():
 
 from moebench.kernels.common.interpreter import interpreting, kernel_device  # noqa: E402  (no triton)
 
-pytest_plugins = ["pytester"]  # tests/test_kernel_device.py runs the guard below in a nested session
+# pytester: tests/test_kernel_device.py runs the guard below in a nested session; alone: timing tests
+# run alone under pytest-xdist (tests/alone.py)
+pytest_plugins = ["pytester", "alone"]
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TRITON_DEVICE = kernel_device()

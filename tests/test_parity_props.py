@@ -15,7 +15,8 @@ seconds per case measured on this machine's CPU, fp32/bf16):
     active experts times the H and I tiles): the first TRITON_CASES cases whose interpreter work
     (`interpreter_work`) is at most TRITON_MAX_WORK, the same share on a GPU machine.
 
-The seed is fresh each run and printed in every failure; MOEBENCH_PROPERTY_SEED=<seed> replays it.
+The seed is fresh each run and printed in every failure; MOEBENCH_PROPERTY_SEED=<seed> replays it
+(.ci/run sets one, so that CI's verdict depends on the tree alone).
 
 Every layer option is drawn (router and selection biases, expert groups, softmax after top-k, routed
 scaling, input-scaled routing, clamped SwiGLU, expert biases, shared experts gated or not): adding one

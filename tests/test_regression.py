@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from alone import alone
 
 from moebench import regression
 from moebench.regression_sides import (
@@ -208,7 +209,14 @@ def _mapped_kernels_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def gate(tmp_path_factory):
+def machine(tmp_path_factory):
+    """The module's timing runs with no other test on the machine (tests/alone.py, under pytest-xdist)."""
+    with alone(tmp_path_factory):
+        yield
+
+
+@pytest.fixture(scope="module")
+def gate(machine, tmp_path_factory):
     """(baseline, current, harness): a copy of this tree committed as the baseline revision, and
     its working tree as the current side; a marker module in moebench/ and in the folder mapped to
     moebench.kernels says which side a library came from, and the current tree's tests/conftest.py
@@ -246,7 +254,8 @@ def three_runs(gate, tmp_path_factory):
     verdicts = []
     for attempt in range(3):
         out = tmp_path_factory.mktemp(f"run{attempt}")
-        runs = alternate([baseline, current, slowed], harness, out, regression.MIN_ALTERNATIONS, cases=cases)
+        # one pass per process (CI's gate makes three): each process is mostly interpreter start-up
+        runs = alternate([baseline, current, slowed], harness, out, regression.MIN_ALTERNATIONS, cases=cases, passes=1)
         pair = [
             regression.compare(runs["baseline"], runs[side], regression.THRESHOLD) for side in ("current", "slowed")
         ]

@@ -1,10 +1,11 @@
 """One output against what a correct one may be: non-finite values, whole-tensor and per-row errors.
 
 `compare(out, expected, dtype)` fails an output when any element is NaN/Inf (unwritten elements
-stay NaN: outputs are poisoned before a run), when its relative L2 error exceeds the dtype's
-REL_L2_TOLERANCE, or when any token row's error, relative to the size of the terms the row sums,
-exceeds ROW_TOLERANCE (moebench/tolerances.py). The row check is what catches a few wrong rows among many: one fully
-wrong row in T moves the whole-tensor error by only ~1/sqrt(T).
+stay NaN: outputs are poisoned before a run), when its relative L2 error (each row's norm floored at
+CANCEL_FLOOR of the size of its terms) exceeds the dtype's REL_L2_TOLERANCE, or when any token row's
+error, relative to the size of the terms the row sums, exceeds ROW_TOLERANCE (moebench/tolerances.py).
+The row check is what catches a few wrong rows among many: one fully wrong row in T moves the
+whole-tensor error by only ~1/sqrt(T).
 `expected` is the fp64 reference tensor, or an `Expected` that also holds the other acceptable
 rows of tokens whose routing is a near tie (moebench.parity.ties): such a row passes when it
 matches any of them.
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from moebench.tolerances import ROW_FLOOR, row_tolerance, tolerance
+from moebench.tolerances import CANCEL_FLOOR, ROW_FLOOR, row_tolerance, tolerance
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def compare(
     flat = int(torch.argmax(diff))
     idx = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), diff.shape))
     max_abs = float(diff.max())
-    rel = _relative(float(torch.linalg.vector_norm(out64 - ref64)), float(torch.linalg.vector_norm(ref64)))
+    rel = _relative(float(torch.linalg.vector_norm(out64 - ref64)), _tensor_norm(ref64, expected, grad))
     worst_row, row_error = None, 0.0
     if row_err is not None:
         worst_row = int(torch.argmax(row_err))
@@ -100,6 +101,16 @@ def compare(
         f"; {ties} near-tied token(s) accepted either way" if ties else ""
     )
     return ParityResult(ok, rel, max_abs, idx, tol, msg, row_error, worst_row, row_tol, ties)
+
+
+def _tensor_norm(ref64: torch.Tensor, expected: Expected, grad: bool) -> float:
+    """The whole-tensor error's denominator: ||ref||, each row's norm floored at CANCEL_FLOOR * s_t
+    where the reference gives s_t (a row whose terms cancel still rounds on the scale of its terms)."""
+    if grad or expected.row_scale is None or ref64.dim() != 2:
+        return float(torch.linalg.vector_norm(ref64))
+    rows = torch.linalg.vector_norm(ref64, dim=1)
+    floor = CANCEL_FLOOR * expected.row_scale.to(ref64.device, torch.float64)
+    return float(torch.linalg.vector_norm(torch.maximum(rows, floor)))
 
 
 def _relative(err: float, norm: float) -> float:
