@@ -2,7 +2,7 @@
 
 An output passes when every element is finite and written, its relative L2 error against the fp64
 reference, ||out - ref|| / ||ref|| (each row's norm in ||ref|| floored at CANCEL_FLOOR * s_t), is at
-most REL_L2_TOLERANCE, and every token row's error
+most REL_L2_TOLERANCE (outputs of at least MIN_AVERAGED elements), and every token row's error
 ||out_t - ref_t|| / max(s_t, ROW_FLOOR * rms_t ||ref_t||) is at most ROW_TOLERANCE, where s_t is the
 size of the terms the row sums: sum over the token's experts (shared ones too) of |routing weight| *
 max(||expert output row||, sqrt(sum_ij h_j^2 W2_ij^2)), the latter the root sum of squares of the down
@@ -55,6 +55,12 @@ ROW_FLOOR = 0.1
 # one cancelling sum: fp16, E=16 k=7 H=1 I=16, T=1 showed 4.3e-3 of ||ref|| (1.6e-4 of s_t, 27x
 # cancellation) for every torch implementation alike (property test seed 1427378311, case 190).
 CANCEL_FLOOR = 0.25
+
+# The whole-tensor error is an average over elements; an output with fewer than this many (T = 1 with
+# H = 1 is one element) is judged by the row check alone, whose scale is the terms' size. bf16, E=36 k=2
+# H=1 I=75 input-weighted SwiGLU, T=1: 1.1e-2 of s_t (2.9 unit roundoffs: the input's rounding counts
+# twice through the product) but 3.2e-2 of the output's own value (property test seed 16, case 167).
+MIN_AVERAGED = 64
 
 # Near-tied routing (moebench.parity.ties): experts a, b of token x tie when their fp32 logits differ by at
 # most TIE_LOGIT_RTOL * ||x|| * max(||router_a||, ||router_b||), or their fp32 scores by at most

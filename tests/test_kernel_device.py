@@ -12,6 +12,7 @@ import torch
 from moebench.kernels.common.interpreter import kernel_device
 
 CONFTEST = Path(__file__).with_name("conftest.py")
+ALONE = Path(__file__).with_name("alone.py")  # a plugin the conftest names
 
 
 @pytest.mark.parametrize(
@@ -61,6 +62,7 @@ def test_no_kernel():
 @pytest.mark.interpreter  # the guard watches the interpreter's launches (CI's machines have no GPU)
 def test_a_kernel_launched_without_the_fixture_fails(pytester):
     pytester.makeconftest(CONFTEST.read_text())
+    pytester.makepyfile(alone=ALONE.read_text())
     pytester.makepyfile(test_inner=INNER)
     result = pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=3, errors=1)
@@ -71,6 +73,7 @@ def test_a_kernel_launched_without_the_fixture_fails(pytester):
 
 def test_shards_split_what_is_selected(pytester):
     pytester.makeconftest(CONFTEST.read_text())
+    pytester.makepyfile(alone=ALONE.read_text())
     pytester.makepyfile(test_many="\n".join(f"def test_{i}():\n    pass\n" for i in range(5)))
     result = pytester.runpytest_subprocess("-p", "no:randomly", "-v", "-k", "not test_0", "--shard=2/2")
     result.assert_outcomes(passed=2, deselected=3)  # -k leaves 1..4; the second of two shards: 2 and 4

@@ -21,6 +21,12 @@ COMMANDS = {
 }
 
 
+def _sigint_default() -> None:
+    """A terminal's child starts with SIGINT at its default; a pytest-xdist worker ignores it, and an ignored
+    signal stays ignored across exec (Python then installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_ctrl_c_is_one_line_and_exit_130(command, tmp_path):
     argv = [sys.executable, "-m", "moebench", *COMMANDS[command]]
@@ -28,7 +34,13 @@ def test_ctrl_c_is_one_line_and_exit_130(command, tmp_path):
     argv += ["--no-progress", "--out", str(tmp_path / "b.csv")] if command == "bench" else []
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MOEBENCH_RESULTS_DIR": str(tmp_path)}
     proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+        preexec_fn=_sigint_default,
     )
     try:
         first = proc.stdout.readline()  # the command's first line: it is past start-up

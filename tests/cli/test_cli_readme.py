@@ -50,7 +50,8 @@ CUDA_ONLY = [
 ELSEWHERE = {
     "python -m pip install torch==2.13.0 -e .": ".ci/run (a fresh venv)",
     'python -m pip install torch==2.13.0 -e ".[test]"': ".ci/run; tests/test_repo.py checks the line",
-    "python -m pytest": ".ci/run",
+    "python -m pytest": "the same tests in one process (.ci/run runs them in xdist workers)",
+    "python -m pytest -n auto --dist loadfile": ".ci/run",
     "moebench bench --ep 2 --device cpu --preset small-8x2 --tokens 16,128 --routing zipf --zipf-s 1.2": (
         "tests/ep/test_bench_ep.py (the same options on tiny-shared)"
     ),
