@@ -61,9 +61,9 @@ def expert_ffn(
     act_group (w8a8 formats, e.g. fp8-block128's 128): both GEMMs' inputs, x and the activation's output,
     are quantised per row in groups of that many elements and dequantised again first, as the quantised
     GEMM sees them (moebench.quant.fp8).
-    term_scale: a list that receives, per row [n], max(||y||, sqrt(sum_ij h_j^2 w2_ij^2)): the size of the
-    down projection's terms, which its rounding errors scale with (a sum of N terms cancels; the root sum
-    of their squares does not: with H = 1 one output element is one such sum).
+    term_scale: a list that receives the size of each row's terms [n] (`_term_size`): the parity gate's
+    scale for rounding errors, which a cancelling sum does not have (with H = 1 one output element is one
+    sum of N terms; with I = 1 one activation is one sum of H terms).
     """
     rounded = (lambda t: t + (t.to(round_h1_to).to(t.dtype) - t).detach()) if round_h1_to else (lambda t: t)  # noqa: E731
     if act_group is not None:
@@ -77,9 +77,22 @@ def expert_ffn(
     y = h @ w2.t()
     y = y if b2 is None else y + b2
     if term_scale is not None:
-        terms = torch.sqrt((h.detach() ** 2) @ (w2.detach() ** 2).sum(0))  # [n]
-        term_scale.append(torch.maximum(torch.linalg.vector_norm(y.detach(), dim=1), terms))
+        term_scale.append(_term_size(spec, x.detach(), w1.detach(), h1.detach(), h.detach(), w2.detach(), y.detach()))
     return y
+
+
+def _term_size(spec, x, w1, h1, h, w2, y) -> torch.Tensor:
+    """[n]: the size of the terms an expert's output row [n, H] sums, which its rounding errors scale
+    with: max(||y||, the root sum of squares of the down projection's terms sqrt(sum_ij h_j^2 W2_ij^2)),
+    where each h_j is also taken with its pre-activation floored at half the typical size of the terms
+    the up projection summed for it, ||x|| ||W1_j|| / sqrt(H) (a sum that cancels, e.g. with I = 1,
+    still rounds on the scale of its terms). Off the cancelling elements the floor changes nothing."""
+    typical = torch.outer(torch.linalg.vector_norm(x, dim=1), torch.linalg.vector_norm(w1, dim=1))
+    typical = typical / max(x.shape[1], 1) ** 0.5  # [n, G*N]
+    floored = torch.where(h1 < 0, -1.0, 1.0) * torch.maximum(h1.abs(), 0.5 * typical)
+    h2 = torch.maximum(h**2, apply_activation(spec, floored) ** 2)  # [n, N]
+    down = torch.sqrt(h2 @ (w2**2).sum(0))  # [n]
+    return torch.maximum(torch.linalg.vector_norm(y, dim=1), down)
 
 
 def shared_gate_weights(x: torch.Tensor, shared_gate: torch.Tensor) -> torch.Tensor:
