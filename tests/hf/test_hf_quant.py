@@ -13,7 +13,7 @@ requires, but not multiples of 128).
 
 import pytest
 import torch
-from families import _block, randomize, run_block
+from families import deepseek_v3, gpt_oss, randomize, run_block
 from torch import nn
 
 from moebench import registry
@@ -36,37 +36,12 @@ FP8_CONFIG = {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 1
 
 
 def _deepseek(intermediate: int = 128) -> nn.Module:
-    return randomize(
-        _block(
-            "deepseek_v3.modeling_deepseek_v3",
-            "DeepseekV3MoE",
-            "DeepseekV3Config",
-            hidden_size=140,
-            moe_intermediate_size=intermediate,
-            n_routed_experts=6,
-            num_experts_per_tok=2,
-            n_shared_experts=1,
-            n_group=2,
-            topk_group=1,
-            routed_scaling_factor=2.5,
-            norm_topk_prob=True,
-        )
-    )
+    sizes = dict(hidden_size=140, n_routed_experts=6, num_experts_per_tok=2, n_group=2, topk_group=1)
+    return randomize(deepseek_v3(moe_intermediate_size=intermediate, **sizes))
 
 
 def _gpt_oss() -> nn.Module:
-    return randomize(
-        _block(
-            "gpt_oss.modeling_gpt_oss",
-            "GptOssMLP",
-            "GptOssConfig",
-            hidden_size=96,
-            intermediate_size=64,
-            num_local_experts=5,
-            num_experts_per_tok=2,
-            swiglu_limit=1.0,
-        )
-    )
+    return randomize(gpt_oss(hidden_size=96, intermediate_size=64))
 
 
 def _replace(module: nn.Module, name: str, value: torch.Tensor | None) -> None:
