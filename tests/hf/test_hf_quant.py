@@ -21,7 +21,8 @@ from moebench.errors import MoEInputError
 from moebench.hf import weights_from_hf
 from moebench.layer_options import ExpertSpec, SharedSpec
 from moebench.parity import compare, poisoned_like
-from moebench.quant import mxfp4
+from moebench.quant import mxfp4, quantize_experts
+from moebench.quant.blocks import pack_nibbles
 from moebench.quant.formats import MXFP4
 from moebench.quant.fp8 import dequantize_blocks, quantize_blocks
 from moebench.reference import reference_moe, reference_unquantized
@@ -52,11 +53,15 @@ def _replace(module: nn.Module, name: str, value: torch.Tensor | None) -> None:
 
 
 def _fp8_block(intermediate: int = 128):
-    """(FP8 block, the same block on the dequantised weights, {name: (codes, scale_inv)}) for DeepSeek-V3."""
+    """(FP8 block, the same block on the dequantised weights, {name: (codes, scale_inv)}) for DeepSeek-V3.
+
+    The codes use half of e4m3's range (scales doubled), which moebench's quantiser never gives: a reader
+    that dequantised and quantised again would not return them."""
     block, plain = _deepseek(intermediate), _deepseek(intermediate)
     stored = {}
     for name in ("gate_up_proj", "down_proj"):
         codes, scale = quantize_blocks(getattr(block.experts, name).detach(), 128, 128)
+        codes, scale = (codes.float() / 2).to(codes.dtype), scale * 2
         stored[name] = (codes, scale)
         _replace(block.experts, name, codes)
         _replace(block.experts, f"{name}_scale_inv", scale)
@@ -66,12 +71,18 @@ def _fp8_block(intermediate: int = 128):
 
 def _mxfp4_block():
     """(MXFP4 gpt-oss block, the block on the dequantised weights, {name: (packed [E, N, K/2], scales)}), the
-    checkpoint's [out, in] rows: gate_up's gate and up rows interleaved, as gpt-oss keeps them."""
+    checkpoint's [out, in] rows: gate_up's gate and up rows interleaved, as gpt-oss keeps them.
+
+    Scales from moebench's quantiser, codes drawn at random with magnitudes up to 3 (of 6): the quantiser
+    would give each block a smaller scale, so a reader that re-quantised would not return them."""
     block, plain = _gpt_oss(), _gpt_oss()
+    gen = torch.Generator().manual_seed(3)
     stored = {}
     for name in ("gate_up_proj", "down_proj"):
         out_in = getattr(block.experts, name).detach().transpose(1, 2)  # the module's [E, in, out] -> [E, out, in]
-        data, scales, _ = mxfp4.quantize(out_in)
+        _, scales, _ = mxfp4.quantize(out_in)
+        magnitude = torch.randint(0, 6, out_in.shape, generator=gen, dtype=torch.uint8)  # 0 .. 3.0
+        data = pack_nibbles(magnitude | (torch.randint(0, 2, out_in.shape, generator=gen, dtype=torch.uint8) << 3))
         stored[name] = (data, scales)
         _replace(block.experts, name, None)
         block.experts.register_buffer(f"{name}_blocks", mxfp4.gpt_oss_blocks(data))
@@ -134,6 +145,7 @@ def test_fp8_codes_and_scales_arrive_bit_exact(fp8):
     for ours, (codes, scale) in ((weights.quant.w1, stored["gate_up_proj"]), (weights.quant.w2, stored["down_proj"])):
         assert _same_bits(ours.data, codes) and _same_bits(ours.scale, scale)
     torch.testing.assert_close(weights.w1, weights.quant.w1.dequantize(torch.float32), rtol=0, atol=0)
+    assert not _same_bits(quantize_experts(weights.w1, weights.w2, "fp8-block128").w1.scale, weights.quant.w1.scale)
     declared = weights_from_hf(block, quantization_config=FP8_CONFIG)  # the config says it; the names agree
     assert _same_bits(declared.quant.w1.data, weights.quant.w1.data)
 
@@ -185,6 +197,7 @@ def test_mxfp4_codes_and_scales_arrive_bit_exact(mx):
     assert _same_bits(w1.data[:, :i], gate_up[:, 0::2]) and _same_bits(w1.data[:, i:], gate_up[:, 1::2])
     assert _same_bits(w1.scale[:, :i], gate_up_s[:, 0::2]) and _same_bits(w1.scale[:, i:], gate_up_s[:, 1::2])
     assert _same_bits(weights.quant.w2.data, down) and _same_bits(weights.quant.w2.scale, down_s)
+    assert not _same_bits(quantize_experts(weights.w1, weights.w2, "mxfp4").w2.scale, down_s)
 
 
 def test_mxfp4_module_on_dequantised_weights_matches_reference(mx):
