@@ -41,7 +41,9 @@ from moebench.quant.formats import FP8_BLOCK128, MXFP4, QuantFormat
 from moebench.quant.mxfp4 import E8M0_NAN, from_gpt_oss_blocks
 
 WHERE = "block.experts"
-_FP8_CONFIG = {"fmt": ("e4m3",), "activation_scheme": ("dynamic",), "scale_fmt": ("float",)}
+# fp8 config keys and the values fp8-block128 states (None: absent); transformers' FineGrainedFP8Config adds
+# scale_fmt ("ue8m0": power-of-two scales, activations' too) and expert_dtype ("fp4": packed FP4 experts)
+_FP8_CONFIG = {"fmt": ("e4m3",), "activation_scheme": ("dynamic",), "scale_fmt": ("float",), "expert_dtype": ("fp8",)}
 
 
 def declared_format(block: nn.Module, quantization_config: Mapping | None) -> QuantFormat | None:
@@ -53,7 +55,7 @@ def declared_format(block: nn.Module, quantization_config: Mapping | None) -> Qu
         config = getattr(config_of(block, experts), "quantization_config", None)
         where = "block.config.quantization_config"
     if config is not None:
-        return _format_of_config(config, where)
+        return _format_of_config(config, where)  # None when the config says the weights were dequantised
     names = {name for name, _ in _named_tensors(experts)}
     if any(name.endswith("_scale_inv") for name in names):
         return FP8_BLOCK128
@@ -68,9 +70,11 @@ def _named_tensors(module: nn.Module | None) -> list[tuple[str, torch.Tensor]]:
     return [*module.named_parameters(), *module.named_buffers()]
 
 
-def _format_of_config(config: object, where: str) -> QuantFormat:
+def _format_of_config(config: object, where: str) -> QuantFormat | None:
     if not isinstance(config, Mapping):
         config = config.to_dict() if hasattr(config, "to_dict") else vars(config)
+    if config.get("dequantize") is True:  # transformers dequantised the checkpoint as it loaded it
+        return None
     method = config.get("quant_method")
     if method == "mxfp4":
         return MXFP4

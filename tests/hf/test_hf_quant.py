@@ -159,6 +159,8 @@ def test_fp8_transformers_fp8experts_and_per_expert_checkpoint_layouts(fp8):
     """The same codes in transformers' own FP8Experts class, and per expert as DeepSeek-V3's checkpoint names them
     (experts.{e}.gate_proj.weight / .weight_scale_inv), give the same QuantizedExperts."""
     finegrained = pytest.importorskip("transformers.integrations.finegrained_fp8")
+    import transformers
+
     weights, _, stored, block = fp8
     fused = _deepseek()
     fused.experts = finegrained.FP8Experts(fused.config, block_size=(128, 128))
@@ -177,7 +179,7 @@ def test_fp8_transformers_fp8experts_and_per_expert_checkpoint_layouts(fp8):
     for other in (fused, per_expert):
         other.gate.load_state_dict(block.gate.state_dict())
         other.shared_experts.load_state_dict(block.shared_experts.state_dict())
-        converted = weights_from_hf(other, quantization_config=FP8_CONFIG)
+        converted = weights_from_hf(other, quantization_config=transformers.FineGrainedFP8Config())
         for name in ("w1", "w2"):
             ours, theirs = getattr(converted.quant, name), getattr(weights.quant, name)
             assert _same_bits(ours.data, theirs.data) and _same_bits(ours.scale, theirs.scale), (type(other), name)
@@ -241,6 +243,8 @@ def test_what_the_format_cannot_hold_is_refused():
         weights_from_hf(block, quantization_config={**FP8_CONFIG, "weight_block_size": [64, 64]})
     with pytest.raises(MoEInputError, match=r"quantization_config\.activation_scheme"):
         weights_from_hf(block, quantization_config={**FP8_CONFIG, "activation_scheme": "static"})
+    with pytest.raises(MoEInputError, match=r"quantization_config\.scale_fmt"):
+        weights_from_hf(block, quantization_config={**FP8_CONFIG, "scale_fmt": "ue8m0"})
     with pytest.raises(MoEInputError, match=r"quantization_config\.quant_method"):
         weights_from_hf(block, quantization_config={"quant_method": "awq"})
     _replace(block.experts, "gate_up_proj_scale_inv", None)
