@@ -41,9 +41,14 @@ DEFAULT_LAYOUT = Layout()
 LEGACY_LAYOUTS = {
     "Llama4TextExperts": Layout(transposed=True),  # torch.bmm(x, gate_up_proj [E, H, 2I]), then chunk(2)
     "GptOssExperts": Layout(transposed=True, concatenated=False, bias=True),  # x @ gate_up_proj, [..., ::2]
+    # transformers' MXFP4 experts (integrations/mxfp4.py): gpt-oss's interleaved gate/up rows and biases
+    "Mxfp4GptOssExperts": Layout(transposed=True, concatenated=False, bias=True),
 }
 # classes whose _apply_gate is not transformers' silu(gate) * up, and the ExpertSpec it states
-_CLAMPED_SWIGLU_CLASSES = ("GptOssExperts",)
+_CLAMPED_SWIGLU_CLASSES = ("GptOssExperts", "Mxfp4GptOssExperts")
+# classes whose own _apply_gate is silu(gate) * up unless one of these attributes is set: transformers' FP8Experts
+# (integrations/finegrained_fp8.py: softcaps, the clamped SwiGLU's alpha, a clamp limit)
+_PLAIN_UNLESS_SET = {"FP8Experts": ("gate_softcap", "up_softcap", "swiglu_alpha", "limit")}
 
 
 @dataclass(frozen=True)
@@ -67,15 +72,25 @@ def declared_layout(experts: nn.Module) -> Layout:
     return LEGACY_LAYOUTS.get(type(experts).__name__, DEFAULT_LAYOUT)
 
 
-def _expert_spec(experts: nn.Module) -> ExpertSpec:
+def expert_spec(experts: nn.Module, bias: bool = False) -> ExpertSpec:
+    """The ExpertSpec of the module's activation (and of its biases, when the layout has them)."""
+    spec = _activation_spec(experts)
+    return ExpertSpec(spec.swiglu_alpha, spec.swiglu_limit, spec.swiglu_up_offset, bias=True) if bias else spec
+
+
+def _activation_spec(experts: nn.Module) -> ExpertSpec:
     if type(experts).__name__ in _CLAMPED_SWIGLU_CLASSES:
         alpha = first_attr([experts], ("alpha",), (int, float))
         limit = first_attr([experts], ("limit",), (int, float))
         if alpha is None or limit is None:
             raise MoEInputError("block.experts: gpt-oss experts without `alpha` / `limit`")
         return ExpertSpec(swiglu_alpha=float(alpha), swiglu_limit=float(limit), swiglu_up_offset=1.0)
+    options = _PLAIN_UNLESS_SET.get(type(experts).__name__, ())
+    for name in options:
+        if getattr(experts, name, None) is not None:
+            raise MoEInputError(f"block.experts.{name}: set on {type(experts).__name__}, not read by moebench.hf")
     apply_gate = getattr(type(experts), "_apply_gate", None)
-    if apply_gate is not None and getattr(apply_gate, "__name__", "") != "_default_apply_gate":
+    if not options and apply_gate is not None and getattr(apply_gate, "__name__", "") != "_default_apply_gate":
         raise MoEInputError(
             f"block.experts: {type(experts).__name__} has its own _apply_gate, which moebench.hf does not know"
         )
@@ -83,7 +98,7 @@ def _expert_spec(experts: nn.Module) -> ExpertSpec:
     return ExpertSpec()
 
 
-def _split_gate_up(t: torch.Tensor, concatenated: bool) -> torch.Tensor:
+def split_gate_up(t: torch.Tensor, concatenated: bool) -> torch.Tensor:
     """[..., 2I] in the module's order -> [..., 2I] as gate half then up half (last axis)."""
     return t if concatenated else torch.cat([t[..., 0::2], t[..., 1::2]], dim=-1)
 
@@ -105,15 +120,12 @@ def fused_experts(experts: nn.Module, num_experts: int, hidden: int) -> ExpertPa
             f"block.experts.down_proj: expected [E, H, I] = {[num_experts, hidden, intermediate]} after the "
             f"declared layout ({layout}), got {list(experts.down_proj.shape)}"
         )
-    w1 = _split_gate_up(gate_up.transpose(1, 2), layout.concatenated).transpose(1, 2)
+    w1 = split_gate_up(gate_up.transpose(1, 2), layout.concatenated).transpose(1, 2)
     b1 = b2 = None
     if layout.bias:
-        b1 = _split_gate_up(tensor(experts, "gate_up_proj_bias", "block.experts"), layout.concatenated)
+        b1 = split_gate_up(tensor(experts, "gate_up_proj_bias", "block.experts"), layout.concatenated)
         b2 = tensor(experts, "down_proj_bias", "block.experts")
-    spec = _expert_spec(experts)
-    if layout.bias:
-        spec = ExpertSpec(spec.swiglu_alpha, spec.swiglu_limit, spec.swiglu_up_offset, bias=True)
-    return ExpertParts(w1.contiguous(), down.contiguous(), b1, b2, spec)
+    return ExpertParts(w1.contiguous(), down.contiguous(), b1, b2, expert_spec(experts, layout.bias))
 
 
 def per_expert_modules(experts: nn.Module, num_experts: int) -> ExpertParts:

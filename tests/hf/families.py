@@ -83,6 +83,19 @@ def run_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out.reshape(x.shape)
 
 
+def deepseek_v3(**sizes) -> nn.Module:
+    """DeepSeek-V3's block at the family's sizes, or with some of them changed (`sizes`)."""
+    config = dict(hidden_size=44, moe_intermediate_size=20, n_routed_experts=12, num_experts_per_tok=3)
+    config |= dict(n_shared_experts=1, n_group=4, topk_group=2, routed_scaling_factor=2.5, norm_topk_prob=True)
+    return _block("deepseek_v3.modeling_deepseek_v3", "DeepseekV3MoE", "DeepseekV3Config", **{**config, **sizes})
+
+
+def gpt_oss(**sizes) -> nn.Module:
+    """gpt-oss's block at the family's sizes, or with some of them changed (`sizes`)."""
+    config = dict(hidden_size=40, intermediate_size=20, num_local_experts=5, num_experts_per_tok=2, swiglu_limit=1.0)
+    return _block("gpt_oss.modeling_gpt_oss", "GptOssMLP", "GptOssConfig", **{**config, **sizes})
+
+
 FAMILIES = [
     Family(
         "mixtral",
@@ -158,20 +171,7 @@ FAMILIES = [
     Family(
         "deepseek_v3",
         "DeepseekV3MoE",
-        lambda: _block(
-            "deepseek_v3.modeling_deepseek_v3",
-            "DeepseekV3MoE",
-            "DeepseekV3Config",
-            hidden_size=44,
-            moe_intermediate_size=20,
-            n_routed_experts=12,
-            num_experts_per_tok=3,
-            n_shared_experts=1,
-            n_group=4,
-            topk_group=2,
-            routed_scaling_factor=2.5,
-            norm_topk_prob=True,
-        ),
+        deepseek_v3,
     ),
     Family(  # two shared experts, built by transformers as one MLP of 2 x moe_intermediate_size
         "glm4_moe",
@@ -194,16 +194,7 @@ FAMILIES = [
     Family(  # H = 2I with transposed, interleaved storage: only the declared layout reads it right
         "gpt_oss",
         "GptOssMLP",
-        lambda: _block(
-            "gpt_oss.modeling_gpt_oss",
-            "GptOssMLP",
-            "GptOssConfig",
-            hidden_size=40,
-            intermediate_size=20,
-            num_local_experts=5,
-            num_experts_per_tok=2,
-            swiglu_limit=1.0,
-        ),
+        gpt_oss,
         _gpt_oss_routing,
     ),
     Family(
