@@ -13,23 +13,13 @@ from moebench.kernels.triton_grouped.quant_space import QUANT_KEYS, quant_defaul
 from moebench.parity import Case, run_case
 from moebench.presets import get_preset
 from moebench.quant.formats import get_format
-from moebench.tuning import cache, files, lookup_config, tunable, tunables, tuner
+from moebench.tuning import cache, lookup_config, tunable, tunables, tuner
 from moebench.tuning.device import device_info
 from moebench.tuning.trial import ForwardCheck
 from moebench.weights import random_inputs, random_weights
 
 FORMATS = ("fp8-block128", "mxfp4", "int4-g128", "int8-g128", "int4-g32-asym", "int8-g64-asym")
 IMPL = "triton_grouped"
-
-
-@pytest.fixture
-def config_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv(cache.CONFIG_DIR_ENV, str(tmp_path))
-    monkeypatch.setattr(files, "shipped_config_dir", lambda: None)
-    monkeypatch.delenv("MOEBENCH_PIN_CONFIG", raising=False)
-    cache.clear_memo()
-    yield tmp_path
-    cache.clear_memo()
 
 
 def _info(device: str):
