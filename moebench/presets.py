@@ -129,7 +129,12 @@ def get_preset(name: str, dtype: str | torch.dtype = torch.bfloat16) -> MoESpec:
     fields = dict(_PRESETS[base])
     e, k, h, i = fields.pop("shape")
     spec = MoESpec(e, k, h, i, dtype=parse_dtype(dtype), **fields)
-    return spec.replace(quant=fmt) if plus else spec
+    if not plus:
+        return spec
+    try:
+        return spec.replace(quant=fmt)
+    except MoEInputError as exc:
+        raise MoEInputError(f"preset {name!r}: {exc}") from None
 
 
 def parse_shape(text: str, dtype: str | torch.dtype = torch.bfloat16) -> MoESpec:
