@@ -25,7 +25,6 @@ import itertools
 
 from moebench.kernels.triton_grouped.fit import fits, quant_regs_fit
 from moebench.kernels.triton_grouped.space import _clamp_pow2, _elem_bytes, _gates, align_block_m, tuned_block_ms
-from moebench.quant.formats import get_format
 from moebench.spec import MoESpec
 
 QUANT_KERNEL = "quant_gemm"
@@ -38,7 +37,7 @@ def block_k_ok(spec: MoESpec, block_k: int) -> bool:
     """Whether BLOCK_K suits the spec's weight format (see the module docstring); True when unquantised."""
     if spec.quant is None:
         return True
-    fmt = get_format(spec.quant)
+    fmt = spec.quant_format
     group = fmt.group_size
     if fmt.kind == "fp8":
         return block_k >= FP8_MIN_BLOCK_K and group % block_k == 0
@@ -54,7 +53,7 @@ def block_ks(spec: MoESpec) -> list[int]:
 
 def _dot_bytes(spec: MoESpec) -> int:
     """Bytes of one operand element of the dot: e4m3 for fp8, else the activations' dtype."""
-    if spec.quant is not None and get_format(spec.quant).kind == "fp8":
+    if spec.quant is not None and spec.quant_format.kind == "fp8":
         return 1
     return _elem_bytes(spec)
 
