@@ -122,12 +122,19 @@ SMALL_PRESETS: tuple[str, ...] = tuple(name for name in _PRESETS if name.startsw
 
 
 def get_preset(name: str, dtype: str | torch.dtype = torch.bfloat16) -> MoESpec:
-    """The spec of a named preset in `dtype`."""
-    if name not in _PRESETS:
-        raise UnknownImplementationError(f"preset: unknown name {name!r}; known: {', '.join(PRESET_NAMES)}")
-    fields = dict(_PRESETS[name])
+    """The spec of a named preset in `dtype`; 'name+format' (as spec_label writes it) quantises its experts."""
+    base, plus, fmt = name.partition("+")
+    if base not in _PRESETS:
+        raise UnknownImplementationError(f"preset: unknown name {base!r}; known: {', '.join(PRESET_NAMES)}")
+    fields = dict(_PRESETS[base])
     e, k, h, i = fields.pop("shape")
-    return MoESpec(e, k, h, i, dtype=parse_dtype(dtype), **fields)
+    spec = MoESpec(e, k, h, i, dtype=parse_dtype(dtype), **fields)
+    if not plus:
+        return spec
+    try:
+        return spec.replace(quant=fmt)
+    except MoEInputError as exc:
+        raise MoEInputError(f"preset {name!r}: {exc}") from None
 
 
 def parse_shape(text: str, dtype: str | torch.dtype = torch.bfloat16) -> MoESpec:

@@ -195,6 +195,15 @@ class MoESpec:
         shared = self.shared.count * (self.shared_w1_rows + self.shared.intermediate) * self.hidden * itemsize
         return experts * self.routed_expert_bytes() + shared
 
+    @property
+    def quant_format(self):
+        """The experts' weight format (a moebench.quant.formats.QuantFormat), None when unquantised."""
+        if self.quant is None:
+            return None
+        from moebench.quant.formats import get_format
+
+        return get_format(self.quant)
+
     def routed_expert_bytes(self) -> int:
         """Bytes of one routed expert's w1 and w2 as stored: packed codes plus scales and zero points when quantised."""
         if self.quant is None:

@@ -83,6 +83,10 @@ def test_unknown_preset_and_bad_shape():
 
 def test_spec_label_names_presets():
     assert spec_label(get_preset("tiny", "fp32")) == "tiny"
+    quantised = get_preset("tiny", "fp32").replace(quant="int4-g128")
+    assert spec_label(quantised) == "tiny+int4-g128" and get_preset("tiny+int4-g128", "fp32") == quantised
+    with pytest.raises(MoEInputError, match=r"preset 'tiny\+mxfp4': quant: mxfp4 needs"):
+        get_preset("tiny+mxfp4")
     assert spec_label(parse_shape("7,3,64,32")) == "7,3,64,32"
     assert len(set(PRESET_NAMES)) == len(PRESET_NAMES)
 

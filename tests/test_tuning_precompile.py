@@ -104,7 +104,9 @@ def test_a_job_hands_each_kernels_first_configs_to_the_precompiler(monkeypatch, 
     assert len(calls) == 2 and all(backward is False for _, backward in calls)
     gate_up_configs = [cfg["gate_up"] for cfg in calls[0][0]]
     assert 1 <= len(gate_up_configs) <= 3
-    assert all(set(cfg) == {"path", "gate_up", "down", "decode_gate_up", "decode_down"} for cfg in calls[0][0])
+    assert all(
+        set(cfg) == {"path", "gate_up", "down", "decode_gate_up", "decode_down", "quant_gemm"} for cfg in calls[0][0]
+    )
     chosen_gate_up = result.outcomes[0].entry["config"] if result.outcomes[0].entry else None
     if chosen_gate_up is not None:  # the down search runs with gate_up's winner
         assert all(cfg["gate_up"] == chosen_gate_up for cfg in calls[1][0])

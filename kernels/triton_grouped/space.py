@@ -125,9 +125,14 @@ def _grouped_candidates(block_ms, n: int, k: int, gates: int, elem: int, *, tune
     return out
 
 
-def gate_up_space(spec: MoESpec, num_tokens: int) -> list[dict]:
+def tuned_block_ms(spec: MoESpec, num_tokens: int) -> list[int]:
+    """BLOCK_M candidates: up to twice the average rows per expert (more would be mostly padding)."""
     max_bm = max(16, 2 * next_pow2(math.ceil(avg_rows_per_expert(spec, num_tokens))))
-    block_ms = [bm for bm in (16, 32, 64, 128) if bm <= max_bm]
+    return [bm for bm in (16, 32, 64, 128) if bm <= max_bm]
+
+
+def gate_up_space(spec: MoESpec, num_tokens: int) -> list[dict]:
+    block_ms = tuned_block_ms(spec, num_tokens)
     out = _grouped_candidates(
         block_ms, spec.intermediate, spec.hidden, _gates(spec), _elem_bytes(spec), tune_block_m=True
     )

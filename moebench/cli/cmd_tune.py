@@ -13,6 +13,7 @@ from tabulate import tabulate
 
 from moebench.cli.common import (
     add_problem_args,
+    add_quant_arg,
     nonneg_int,
     positive_float,
     positive_int,
@@ -31,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
     )
     add_problem_args(p, default_presets="none: name --preset or --shape")
+    add_quant_arg(p)
     p.add_argument(
         "--tokens",
         type=positive_int_csv,

@@ -92,7 +92,7 @@ def dtype_csv(text: str) -> list[str]:
 
 def preset_csv(text: str) -> list[str]:
     names = csv(text)
-    unknown = [n for n in names if n not in PRESET_NAMES]
+    unknown = [n for n in names if n.partition("+")[0] not in PRESET_NAMES]  # name+format: quantised experts
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"unknown preset {(unknown or [text])[0]!r}; known: {', '.join(PRESET_NAMES)}")
     return names

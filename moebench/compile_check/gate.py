@@ -1,7 +1,8 @@
 """The static gate for the Triton kernels (no GPU): compile every default launch of triton_grouped
-and block_sparse (forward, and block_sparse's backward) of the five real presets at the GPU token
-counts for sm_90, each distinct compilation once, and compare registers, spills, shared memory and
-SASS instruction count with the baseline committed for the installed Triton version.
+and block_sparse (forward, and block_sparse's backward) of the five real presets, and of triton_grouped
+on quantised experts (moebench.compile_check.sweep.QUANT_GATE_PRESETS), at the GPU token counts for
+sm_90, each distinct compilation once, and compare registers, spills, shared memory and SASS
+instruction count with the baseline committed for the installed Triton version.
 
     TRITON_INTERPRET=0 python -m moebench.compile_check.gate            # check (CI: .ci/kernel_gate)
     TRITON_INTERPRET=0 python -m moebench.compile_check.gate record     # rewrite the baseline
@@ -35,11 +36,10 @@ from moebench.compile_check.baseline import (
     to_json,
     write,
 )
-from moebench.compile_check.sweep import GATE_IMPLS, GPU_TOKENS, compile_sites, record_sites
+from moebench.compile_check.sweep import GATE_IMPLS, GATE_PRESETS, GPU_TOKENS, compile_sites, record_sites
 from moebench.errors import MoEInputError, UnknownImplementationError
 from moebench.kernels.common.hopper import SMEM_LIMIT_BYTES
 from moebench.kernels.common.interpreter import interpreting
-from moebench.presets import REAL_PRESETS
 
 ARCH = 90
 
@@ -51,7 +51,7 @@ def _csv(text: str) -> list[str]:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m moebench.compile_check.gate", description=__doc__.splitlines()[0])
     p.add_argument("command", nargs="?", choices=("check", "record"), default="check")
-    p.add_argument("--presets", type=_csv, default=list(REAL_PRESETS))
+    p.add_argument("--presets", type=_csv, default=list(GATE_PRESETS))
     p.add_argument("--tokens", type=lambda s: [int(t) for t in _csv(s)], default=list(GPU_TOKENS))
     p.add_argument("--impl", choices=tuple(GATE_IMPLS), help="one implementation (default: both)")
     p.add_argument("--kernel", type=_csv, help="only these kernels' launches (names, comma-separated)")
@@ -82,7 +82,7 @@ def _skip_reason(record: dict | None, triton: str, ptxas: str) -> str | None:
 
 
 def _check_args(args, parser) -> None:
-    partial = args.presets != list(REAL_PRESETS) or args.tokens != list(GPU_TOKENS) or args.impl or args.kernel
+    partial = args.presets != list(GATE_PRESETS) or args.tokens != list(GPU_TOKENS) or args.impl or args.kernel
     if args.config is not None and not args.impl:
         parser.error("--config needs --impl (a config belongs to one implementation)")
     if args.command == "record" and args.config is not None:

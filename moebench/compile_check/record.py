@@ -24,6 +24,8 @@ _LAUNCH_MODULES = {
         "moebench.kernels.common.align",
         "moebench.kernels.triton_grouped.gemm",
         "moebench.kernels.triton_grouped.decode",
+        "moebench.kernels.triton_grouped.quant_gemm",
+        "moebench.kernels.common.fp8",
         "moebench.kernels.common.combine",
     ),
     "block_sparse": (
@@ -133,7 +135,11 @@ def record_launches(
     if x.device.type != "meta":
         x.normal_()  # routing reads x
     with _recording(impl) as log:
-        if impl == "triton_grouped":
+        if impl == "triton_grouped" and spec.quant is not None:  # quantised experts: their own launcher
+            from moebench.impls.triton_grouped.quant import quant_forward
+
+            quant_forward(x, weights, None, config)
+        elif impl == "triton_grouped":
             from moebench.impls.triton_grouped.forward import moe_forward
 
             moe_forward(x, weights, None, config)

@@ -1,6 +1,7 @@
 """The static gate's sweep: every launch triton_grouped and block_sparse (with its backward) make
-for the given presets and token counts, recorded on meta tensors, and each distinct compilation
-among them compiled once for sm_90, in a small pool of processes.
+for the given presets and token counts (quantised presets: by the implementations that run them),
+recorded on meta tensors, and each distinct compilation among them compiled once for sm_90, in a
+small pool of processes.
 
 A launch site names one launch: `<preset>/<impl>/<T>/<kernel>#<n>`, the n-th launch of that kernel
 in that layer call (forward, then backward). Many sites compile to one kernel variant (same
@@ -17,10 +18,17 @@ import torch
 
 from moebench.compile_check.ptxas import CompiledLaunch, compile_launch, variant_id
 from moebench.compile_check.record import Launch, record_launches
-from moebench.presets import get_preset
+from moebench.presets import REAL_PRESETS, get_preset
+from moebench.registry import get as get_impl
 
 GATE_IMPLS = {"triton_grouped": False, "block_sparse": True}  # implementation -> with its backward
 GPU_TOKENS = (1, 16, 128, 1024, 4096, 16384)  # the token counts `moebench bench` runs on a GPU
+# quantised experts: each kernel format (fp8 dots; int4, int8 and mxfp4 dequantisation; zero points) on a
+# real layer that the quantised path runs (routing options only), by the implementations that take them
+QUANT_GATE_PRESETS = tuple(
+    f"mixtral-8x7b+{fmt}" for fmt in ("fp8-block128", "mxfp4", "int4-g128", "int8-g128", "int4-g128-asym")
+)
+GATE_PRESETS = (*REAL_PRESETS, *QUANT_GATE_PRESETS)
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,8 @@ def record_sites(
         spec = get_preset(preset, torch.bfloat16)
         for num_tokens in tokens:
             for impl in impls:
+                if spec.quant is not None and get_impl(impl).spec_unsupported(spec):
+                    continue  # the implementation refuses these quantised experts: it launches nothing
                 seen: dict[str, int] = {}
                 for launch in record_launches(spec, num_tokens, config, impl=impl, backward=GATE_IMPLS[impl]):
                     name = launch.kernel.__name__

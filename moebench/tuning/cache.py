@@ -1,6 +1,7 @@
 """The tuned-config cache: JSON files under results/configs/ and the in-memory lookup every call uses.
 
-One file per (device, Triton version, implementation, kernel, E, k, H, I, activation, dtype):
+One file per (device, Triton version, implementation, kernel, E, k, H, I, activation, dtype, and the
+experts' weight format when quantised, moebench.tuning.files.spec_tag):
 
     <config dir>/<device key>/<impl>__<kernel>__E8-k2-H4096-I14336-swiglu-bf16__triton-3.6.0.json
     {"format": 1,

@@ -56,13 +56,16 @@ def default_out_dir() -> Path | None:
 
 
 def spec_tag(spec: MoESpec) -> str:
+    """E8-k2-H4096-I14336-swiglu-bf16, with the experts' weight format appended when quantised (-int4-g128)."""
     e, k, h, i = spec.shape
-    return f"E{e}-k{k}-H{h}-I{i}-{spec.activation}-{dtype_name(spec.dtype)}"
+    quant = "" if spec.quant is None else f"-{spec.quant}"
+    return f"E{e}-k{k}-H{h}-I{i}-{spec.activation}-{dtype_name(spec.dtype)}{quant}"
 
 
 def spec_fields(spec: MoESpec) -> dict:
+    """The spec as a config file's meta records it ("quant" only for quantised experts: older files stay valid)."""
     e, k, h, i = spec.shape
-    return {
+    fields = {
         "num_experts": e,
         "top_k": k,
         "hidden": h,
@@ -70,6 +73,9 @@ def spec_fields(spec: MoESpec) -> dict:
         "activation": spec.activation,
         "dtype": dtype_name(spec.dtype),
     }
+    if spec.quant is not None:
+        fields["quant"] = spec.quant
+    return fields
 
 
 def _safe(text: str) -> str:

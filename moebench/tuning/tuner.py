@@ -171,7 +171,7 @@ def summary_table(rows: Sequence[TuneRow]) -> tuple[list[list], list[str]]:
                 r.impl,
                 r.kernel,
                 f"{e},{k},{h},{i}",
-                dtype_name(r.spec.dtype),
+                dtype_name(r.spec.dtype) + ("" if r.spec.quant is None else f" {r.spec.quant}"),
                 r.bucket,
                 r.status,
                 "" if r.ms is None else f"{r.ms:.4g}",

@@ -41,6 +41,8 @@ BAD_ARGS = [
     (["tune", "--preset", "tiny", "--max-configs", "0"], ["--max-configs"]),
     (["tune", "--preset", "tiny", "--budget", "-1"], ["--budget"]),
     (["tune", "--preset", "tiny", "--compile-workers", "-2"], ["--compile-workers"]),
+    (["tune", "--preset", "tiny+int3"], ["preset 'tiny+int3'", "quant"]),
+    (["tune", "--preset", "tinyy+int4-g128"], ["--preset", "tinyy+int4-g128"]),
     (["export", "--opset", "11"], ["--opset"]),
     (["export", "--flavor", "fast"], ["--flavor"]),
     (["export", "--preset", "tiny,tiny-odd"], ["--preset"]),

@@ -48,6 +48,10 @@ CUDA_ONLY = [
     "moebench tune --preset mixtral-8x7b --dtype bf16 --device cuda --impl triton_grouped",
 ]
 ELSEWHERE = {
+    "moebench tune --preset mixtral-8x7b+int4-g128": (
+        "tests/triton_grouped/test_triton_grouped_quant_tuning.py (the tuner on tiny+int4-g128); "
+        "tests/test_spec.py (the NAME+FORMAT preset)"
+    ),
     "python -m pip install torch==2.13.0 -e .": ".ci/run (a fresh venv)",
     'python -m pip install torch==2.13.0 -e ".[test]"': ".ci/run; tests/test_repo.py checks the line",
     "python -m pytest": "the same tests in one process (.ci/run runs them in xdist workers)",

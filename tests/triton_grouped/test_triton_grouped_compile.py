@@ -57,3 +57,26 @@ def test_weight_tiles_stream_through_16_byte_async_copies():
     for line in gemms:
         wide, total = map(int, line.split("cp.async16=")[1].split()[0].split("/"))
         assert wide == total > 0, line
+
+
+@pytest.mark.parametrize("fmt", ["fp8-block128", "mxfp4", "int4-g128", "int8-g128-asym"])
+def test_quantised_experts_record_their_own_kernels_and_the_gate_sweeps_them(fmt):
+    """On quantised experts the recorded launches are the quantised path's (what the static gate compiles),
+    with quant_gemm's default config; the gate's sweep holds them and leaves out block_sparse, which refuses
+    quantised experts."""
+    from moebench.compile_check.sweep import QUANT_GATE_PRESETS, record_sites
+    from moebench.kernels.triton_grouped.quant_space import QUANT_KEYS, quant_default
+
+    spec = get_preset(f"mixtral-8x7b+{fmt}", torch.bfloat16)
+    launches = record_launches(spec, 16)
+    names = _names(launches)
+    assert names.count("quant_grouped_kernel") == 2 and names.count("act_quant_kernel") == 2 * (fmt == "fp8-block128")
+    assert not {"grouped_gate_up_kernel", "grouped_down_kernel", "decode_gate_up_kernel"} & set(names)
+    for launch in launches:
+        if launch.kernel.__name__ == "quant_grouped_kernel":
+            assert {k: launch.kwargs[k] for k in QUANT_KEYS} == quant_default(spec, 16)
+    preset = f"mixtral-8x7b+{fmt}"
+    if preset in QUANT_GATE_PRESETS:
+        sites = record_sites([preset], [16])
+        assert {site.impl for site in sites} == {"triton_grouped"}
+        assert sum(site.kernel == "quant_grouped_kernel" for site in sites) == 2

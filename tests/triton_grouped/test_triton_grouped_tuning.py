@@ -8,18 +8,8 @@ import pytest
 from moebench import registry
 from moebench.parity import Case, run_case
 from moebench.presets import get_preset
-from moebench.tuning import cache, files, lookup_config, tuner
+from moebench.tuning import cache, lookup_config, tuner
 from moebench.tuning.device import device_info
-
-
-@pytest.fixture
-def config_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv(cache.CONFIG_DIR_ENV, str(tmp_path))
-    monkeypatch.setattr(files, "shipped_config_dir", lambda: None)
-    monkeypatch.delenv("MOEBENCH_PIN_CONFIG", raising=False)
-    cache.clear_memo()
-    yield tmp_path
-    cache.clear_memo()
 
 
 def test_tune_triton_grouped_tiny_and_use_the_result(config_dir, triton_device):

@@ -4,7 +4,8 @@ Each kernel's config comes from moebench.tuning.resolve_config (explicit > MOEBE
 tuned cache > default) and is laid over the kernel's default, so a partial explicit config such
 as {"gate_up": {"BLOCK_M": 32}} changes just that key. Values are checked here, before any
 launch, and a bad one raises MoEInputError naming config[kernel][key]. Importing this module
-registers the tunables (moebench.tuning) of all five kernels.
+registers the tunables (moebench.tuning) of all six kernels: five for unquantised experts, and
+quant_gemm for quantised ones (each has an empty space on the other kind of spec).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import torch
 
 from moebench.errors import MoEInputError
 from moebench.kernels.triton_grouped import space
+from moebench.kernels.triton_grouped.quant_space import QUANT_KERNEL, QUANT_KEYS, quant_default, quant_space
 from moebench.layer_options import FEATURES as LAYER_FEATURES
+from moebench.quant.formats import get_format
 from moebench.spec import MoESpec
 from moebench.tuning import check_explicit_config, register_tunable, resolve_config
 
@@ -43,9 +46,20 @@ _ACTIVE = {
 }
 
 
-# registered once, when this module is first imported ("path" first: it selects which of the others run)
+def _unquantised(space_fn):
+    """The kernels of unquantised experts do not run on quantised ones: an empty space there."""
+
+    def unquantised_space(spec: MoESpec, num_tokens: int) -> list[dict]:
+        return [] if spec.quant is not None else space_fn(spec, num_tokens)
+
+    return unquantised_space
+
+
+# registered once, when this module is first imported ("path" first: it selects which of the others run;
+# quant_gemm last: on quantised experts it is the only one that runs)
 for _kernel, (_space, _default) in space.TUNABLES.items():
-    register_tunable(IMPL, _kernel, space=_space, default=_default, active=_ACTIVE.get(_kernel))
+    register_tunable(IMPL, _kernel, space=_unquantised(_space), default=_default, active=_ACTIVE.get(_kernel))
+register_tunable(IMPL, QUANT_KERNEL, space=quant_space, default=quant_default)
 
 _TILE_LIMITS = {"BLOCK_M": 256, "BLOCK_N": 256, "BLOCK_K": 256, "BLOCK_P": 256}
 _WARPS = (1, 2, 4, 8, 16)
@@ -101,7 +115,8 @@ def check_tile_config(kernel: str, cfg: dict, required: tuple[str, ...], optiona
 def _over_default(kernel: str, spec: MoESpec, num_tokens: int, chosen) -> dict:
     if not isinstance(chosen, dict):
         raise MoEInputError(f"config[{kernel!r}]: expected a dict of launch parameters, got {chosen!r}")
-    return {**space.TUNABLES[kernel][1](spec, num_tokens), **chosen}
+    default = quant_default if kernel == QUANT_KERNEL else space.TUNABLES[kernel][1]
+    return {**default(spec, num_tokens), **chosen}
 
 
 def _resolved(kernel: str, spec: MoESpec, num_tokens: int, device: torch.device, explicit: dict | None) -> dict:
@@ -145,3 +160,18 @@ def _check_kernel(kernel: str, cfg: dict) -> dict:
     if kernel == "down":
         return check_tile_config(kernel, cfg, space.DOWN_KEYS, space.DOWN_OPTIONAL_KEYS)
     return check_tile_config(kernel, cfg, space.DECODE_KEYS)
+
+
+def resolve_quant_config(spec: MoESpec, num_tokens: int, device: torch.device, explicit: dict | None = None) -> dict:
+    """The quant_gemm config of a forward on quantised experts (explicit > pinned > tuned > default), checked;
+    explicit configs of the other kernels are checked by name and not used (they do not run here)."""
+    check_explicit_config(IMPL, explicit)
+    chosen = _resolved(QUANT_KERNEL, spec, num_tokens, device, explicit)
+    cfg = check_tile_config(QUANT_KERNEL, chosen, QUANT_KEYS)
+    fmt = get_format(spec.quant)
+    if fmt.kind == "fp8" and fmt.group_size % cfg["BLOCK_K"]:  # one scale per K tile (the kernel's need)
+        raise MoEInputError(
+            f"config[{QUANT_KERNEL!r}]['BLOCK_K']: {spec.quant} needs a divisor of {fmt.group_size}, "
+            f"got {cfg['BLOCK_K']}"
+        )
+    return cfg

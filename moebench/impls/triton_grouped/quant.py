@@ -9,8 +9,15 @@ activation's output h is written in fp32 and quantised the same way for the down
 What this path does not do yet (said here, refused where it matters):
   - it is called directly by the registered function, not through the torch.library custom op (the op's
     schema has no quantised tensors), so torch.compile sees it as Python;
-  - one path (the grouped one, correct for every T; no separate decode kernels) and one fixed tile config
-    (QUANT_CONFIG; config= may override it under "quant_gemm"), not tuned;
+  - one path (the grouped one, correct for every T; no separate decode kernels for small T). Its one
+    tunable, "quant_gemm" (space and default per weight format: moebench.kernels.triton_grouped.quant_space),
+    configures both GEMMs and is resolved like the other kernels' configs (explicit > pinned > tuned cache >
+    default; moebench.impls.triton_grouped.config.resolve_quant_config); `moebench tune` on a quantised spec
+    tunes it and nothing else;
+  - the weight-only kernels load a code byte per weight element (each 4-bit byte twice), and the integer
+    formats also a scale per element (one value repeated across its group), and pipeline them that way:
+    an int4-g128 tile takes 1 + 4 bytes of shared memory per weight (compile_check, sm_90), which limits
+    its tiles (fit.quant_regs_fit); not yet measured on a GPU;
   - only the options that shape the routing (`quant_unsupported` refuses expert biases, SwiGLU options,
     shared experts and input weighting).
 """
@@ -19,15 +26,12 @@ from __future__ import annotations
 
 import torch
 
-from moebench.errors import MoEInputError
+from moebench.impls.triton_grouped.config import resolve_quant_config
 from moebench.kernels.common.interpreter import dot_flags, interpreting, store_flags
 from moebench.quant.formats import get_format
 from moebench.routing import Routing, route_unless_given
 from moebench.spec import ROUTING_ONLY, MoESpec
 from moebench.weights import MoEWeights
-
-QUANT_KERNEL = "quant_gemm"
-QUANT_CONFIG = {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 8, "num_warps": 4, "num_stages": 2}
 
 
 def quant_unsupported(spec: MoESpec) -> str | None:
@@ -39,16 +43,6 @@ def quant_unsupported(spec: MoESpec) -> str | None:
             "(their epilogues have routing options only)"
         )
     return None
-
-
-def _config(config: dict | None) -> dict:
-    unknown = sorted(set(config or {}) - {QUANT_KERNEL})
-    if unknown:
-        raise MoEInputError(f"config: the quantised triton_grouped path takes only {QUANT_KERNEL!r}, got {unknown}")
-    cfg = {**QUANT_CONFIG, **(config or {}).get(QUANT_KERNEL, {})}
-    if set(cfg) != set(QUANT_CONFIG):
-        raise MoEInputError(f"config[{QUANT_KERNEL!r}]: expected keys of {sorted(QUANT_CONFIG)}, got {sorted(cfg)}")
-    return cfg
 
 
 def _act_quant(a: torch.Tensor, group: int, rows: torch.Tensor | None = None, num_valid: int = 0):
@@ -80,7 +74,7 @@ def quant_forward(
 
     spec, quant = weights.spec, weights.quant
     fmt = get_format(spec.quant)
-    cfg = _config(config)
+    cfg = resolve_quant_config(spec, x.shape[0], x.device, config)
     if out is None:
         out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     num_tokens = x.shape[0]
@@ -91,8 +85,6 @@ def quant_forward(
     num_pairs, bm = num_tokens * spec.top_k, cfg["BLOCK_M"]
     aligned = align_pairs(topk_ids, spec.num_experts, bm)
     fp8 = fmt.kind == "fp8"
-    if fp8 and 128 % cfg["BLOCK_K"]:
-        raise MoEInputError(f"config[{QUANT_KERNEL!r}]: fp8-block128 needs BLOCK_K dividing 128, got {cfg['BLOCK_K']}")
     code = QUANT_FMT_CODES["fp8" if fp8 else "mxfp4" if fmt.kind == "mxfp4" else f"int{fmt.bits}"]
     flags = {**dot_flags(x.dtype), **store_flags(x.dtype)}
     launch = {"num_warps": cfg["num_warps"], "num_stages": cfg["num_stages"]}
