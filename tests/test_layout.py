@@ -23,6 +23,7 @@ PROBLEM = {
     "moebench.hf",
     "moebench.hf.common",
     "moebench.hf.experts",
+    "moebench.hf.quantized",
     "moebench.hf.routers",
     "moebench.hf.shared",
     "moebench.layer_options",

@@ -26,6 +26,7 @@ In a plain `pytest` run (benchmarks disabled, one pass) each case runs once: a s
 
 from __future__ import annotations
 
+import functools
 import time
 
 import pytest
@@ -66,6 +67,14 @@ def single_thread():
     torch.set_num_threads(before)
 
 
+@functools.cache
+def problem(preset: str, tokens: int) -> tuple[object, torch.Tensor]:
+    """(weights, x) of a preset at T tokens, drawn once per process: every implementation and pass times the
+    same tensors, and drawing them (tens of MB of random numbers) is not paid again for each case."""
+    spec = moebench.get_preset(preset, torch.float32)
+    return moebench.random_weights(spec, seed=1234), moebench.random_inputs(spec, tokens, seed=4321 + tokens)
+
+
 def parse_case(case: str) -> tuple[str, str, int]:
     impl, preset, tokens = case.split("/")
     return impl, preset, int(tokens.removeprefix("T"))
@@ -76,14 +85,13 @@ def test_moe_layer(benchmark, case):
     impl, preset, tokens = parse_case(case)
     try:
         info = moebench.get(impl)
-        spec = moebench.get_preset(preset, torch.float32)
+        moebench.get_preset(preset, torch.float32)
     except moebench.UnknownImplementationError as exc:
         pytest.skip(f"not in this library: {exc}")
     ok, reason = info.available("cpu")
     if not ok:
         pytest.skip(f"{impl}: {reason}")
-    weights = moebench.random_weights(spec, seed=1234)
-    x = moebench.random_inputs(spec, tokens, seed=4321 + tokens)
+    weights, x = problem(preset, tokens)
     out = torch.empty_like(x)
     # one checked call, untimed (parity is the test suite's job; this catches a call that does nothing)
     assert torch.isfinite(info(x, weights, out=out)).all()
