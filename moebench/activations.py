@@ -132,7 +132,8 @@ def shared_experts(
         y = y.to(acc_dtype)
         out = out + (y if gates is None else y * gates[:, s, None])
         if sizes:
-            term_scale.add_(sizes[0].to(term_scale.dtype) * (1 if gates is None else gates[:, s].to(term_scale.dtype)))
+            gate = 1 if gates is None else gates[:, s].detach().to(term_scale.dtype)
+            term_scale.add_(sizes[0].to(term_scale.dtype) * gate)
     return out
 
 

@@ -101,7 +101,7 @@ def reference_from_routing(
             factor = torch.ones_like(w)
         else:
             y = expert_ffn(spec, x64[token_idx], *tensors, **options) * w
-            factor = w.abs()
+            factor = w.detach().abs()
         if kept is not None:
             y = y * kept[token_idx, slot, None]
             factor = factor * kept[token_idx, slot, None]

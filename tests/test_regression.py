@@ -254,7 +254,7 @@ def three_runs(gate, tmp_path_factory):
     verdicts = []
     for attempt in range(3):
         out = tmp_path_factory.mktemp(f"run{attempt}")
-        # one pass per process (CI's gate makes three): each process is mostly interpreter start-up
+        # one pass per process (CI's gate makes three): each process is mostly Python and torch start-up
         runs = alternate([baseline, current, slowed], harness, out, regression.MIN_ALTERNATIONS, cases=cases, passes=1)
         pair = [
             regression.compare(runs["baseline"], runs[side], regression.THRESHOLD) for side in ("current", "slowed")
