@@ -20,6 +20,8 @@ default is none, so an implementation honours an option only once it says so.
 quant: how an implementation runs quantised experts (spec.quant, moebench.quant): None (the default)
 refuses every quantised spec with the reason, since computing on w1/w2 would silently give the
 unquantised layer; otherwise a function spec -> None (runs it) or the reason it cannot.
+requires: what an implementation needs (cuda, triton, grouped_mm, an optional package);
+moebench.requirements says whether each holds on this machine, and why not.
 Third-party packages add implementations through the entry-point group `moebench.implementations`
 (each entry point names a module or callable; loading it must call `register`).
 """
@@ -27,14 +29,13 @@ Third-party packages add implementations through the entry-point group `moebench
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
 
 from moebench.errors import MoEInputError, UnknownImplementationError
-from moebench.kernels.common.interpreter import interpreting
+from moebench.requirements import requirement_missing
 from moebench.routing import Routing
 from moebench.spec import FEATURES, MoESpec, refused_features
 from moebench.validate import check_inputs
@@ -45,33 +46,6 @@ ALL_FLOAT_DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16, torc
 KINDS = ("loop", "padded", "grouped-gemm", "block-sparse", "peer", "deployed")
 
 ImplFn = Callable[..., torch.Tensor]
-
-
-def _package_available(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def requirement_missing(requirement: str, device: str) -> str | None:
-    """None when `requirement` holds on `device`, else the reason it does not."""
-    if requirement == "cuda":
-        return None if torch.cuda.is_available() else "needs a CUDA GPU (torch.cuda.is_available() is False)"
-    if requirement == "triton":
-        if not _package_available("triton"):
-            return "needs triton (pip install 'moebench[triton]')"
-        if device == "cpu" and not interpreting():
-            return (
-                "Triton kernels run on CPU tensors only in Triton's interpreter: set TRITON_INTERPRET=1 before "
-                "starting Python (e.g. TRITON_INTERPRET=1 python app.py; moebench's commands do it for --device cpu)"
-            )
-        if device == "cuda" and interpreting():
-            return "TRITON_INTERPRET=1 is set: Triton kernels run on CPU tensors only"
-        return None
-    if requirement == "grouped_mm":
-        return None if hasattr(torch, "_grouped_mm") else f"torch {torch.__version__} has no torch._grouped_mm"
-    return None if _package_available(requirement) else f"needs the optional package {requirement!r}"
 
 
 @dataclass(frozen=True)

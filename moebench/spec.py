@@ -8,6 +8,7 @@ only with swiglu) are here. `spec.features()` names the options a spec uses beyo
 how implementations refuse what they do not honour. `quant` names the format of the routed experts'
 weights (moebench.quant.formats; None: the spec dtype); `dtype` stays the activations' and router's dtype.
 `to_dict` / `spec_from_dict` round-trip a spec through JSON (custom ops and exported files carry it that way).
+`parse_dtype` / `dtype_name` (moebench.dtypes, re-exported here) read and write a dtype's short name.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Literal
 
 import torch
 
+from moebench.dtypes import dtype_name, parse_dtype
 from moebench.errors import MoEInputError
 from moebench.layer_options import FEATURES, ROUTING_ONLY, ExpertSpec, RouterSpec, SharedSpec, record_dict
 
@@ -26,39 +28,6 @@ Activation = Literal["swiglu", "gelu", "relu"]
 
 ACTIVATIONS: tuple[str, ...] = ("swiglu", "gelu", "relu")
 GATED_ACTIVATIONS: frozenset[str] = frozenset({"swiglu"})
-
-DTYPES: dict[str, torch.dtype] = {
-    "fp32": torch.float32,
-    "fp16": torch.float16,
-    "bf16": torch.bfloat16,
-    "fp64": torch.float64,
-}
-DTYPE_NAMES: dict[torch.dtype, str] = {v: k for k, v in DTYPES.items()}
-_DTYPE_ALIASES = {
-    "float32": "fp32",
-    "float": "fp32",
-    "float16": "fp16",
-    "half": "fp16",
-    "bfloat16": "bf16",
-    "float64": "fp64",
-    "double": "fp64",
-}
-
-
-def parse_dtype(value: str | torch.dtype) -> torch.dtype:
-    """'bf16' / 'bfloat16' / torch.bfloat16 -> torch.bfloat16; anything else raises."""
-    if isinstance(value, torch.dtype):
-        if value not in DTYPE_NAMES:
-            raise MoEInputError(f"dtype: expected one of {sorted(DTYPES)}, got {value}")
-        return value
-    key = _DTYPE_ALIASES.get(str(value).lower(), str(value).lower())
-    if key not in DTYPES:
-        raise MoEInputError(f"dtype: expected one of {sorted(DTYPES)}, got {value!r}")
-    return DTYPES[key]
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    return DTYPE_NAMES[dtype]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 MoEWeights(spec, router, w1, w2, router_bias=None, selection_bias=None, b1=None, b2=None,
            shared_w1=None, shared_w2=None, shared_gate=None, quant=None)
-Every tensor the spec asks for must be there and every other one None (`tensor_layout(spec)` lists them);
+Every tensor the spec asks for must be there and every other one None (moebench.weight_layout lists them
+with `tensor_layout(spec)` and holds the record to them with `check_tensors`);
 `quant` (moebench.quant.QuantizedExperts) holds the routed experts in the format spec.quant, exactly when
 spec.quant is set; w1/w2 are then the unquantised weights it was made from (what "error against the
 unquantised layer" compares with). `quantized(weights)` makes it from w1/w2.
@@ -21,54 +22,7 @@ from moebench.errors import MoEInputError
 from moebench.quant.experts import QuantizedExperts, QuantizedTensor, quantize_experts
 from moebench.quant.formats import get_format
 from moebench.spec import MoESpec, RouterSpec, SharedSpec
-
-TENSOR_NAMES: tuple[str, ...] = (
-    "router",
-    "w1",
-    "w2",
-    "router_bias",
-    "selection_bias",
-    "b1",
-    "b2",
-    "shared_w1",
-    "shared_w2",
-    "shared_gate",
-)
-_WHY = {  # the option that asks for each optional tensor
-    "router_bias": "router.bias",
-    "selection_bias": "router.selection_bias",
-    "b1": "expert.bias",
-    "b2": "expert.bias",
-    "shared_w1": "shared.count",
-    "shared_w2": "shared.count",
-    "shared_gate": "shared.gated",
-}
-
-
-def tensor_layout(spec: MoESpec) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-    """name -> (shape, dtype) of every tensor `spec` needs, in TENSOR_NAMES order.
-
-    router [E, H], w1 [E, G*I, H] (G=2 for swiglu: gate rows then up rows), w2 [E, H, I]: spec dtype
-    router_bias [E] spec dtype; selection_bias [E] fp32 (only compared, never multiplied)
-    b1 [E, G*I], b2 [E, H]: spec dtype
-    shared_w1 [S, G*I_s, H], shared_w2 [S, H, I_s], shared_gate [S, H]: spec dtype
-    """
-    e, h, i, d = spec.num_experts, spec.hidden, spec.intermediate, spec.dtype
-    s, i_s = spec.shared.count, spec.shared.intermediate
-    layout = {"router": ((e, h), d), "w1": ((e, spec.w1_rows, h), d), "w2": ((e, h, i), d)}
-    if spec.router.bias:
-        layout["router_bias"] = ((e,), d)
-    if spec.router.selection_bias:
-        layout["selection_bias"] = ((e,), torch.float32)
-    if spec.expert.bias:
-        layout["b1"] = ((e, spec.w1_rows), d)
-        layout["b2"] = ((e, h), d)
-    if s:
-        layout["shared_w1"] = ((s, spec.shared_w1_rows, h), d)
-        layout["shared_w2"] = ((s, h, i_s), d)
-    if spec.shared.gated:
-        layout["shared_gate"] = ((s, h), d)
-    return layout
+from moebench.weight_layout import TENSOR_NAMES, check_tensors, tensor_layout
 
 
 @dataclass(eq=False)
@@ -97,47 +51,7 @@ class MoEWeights:
     _derived: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        s = self.spec
-        if not isinstance(s, MoESpec):
-            raise MoEInputError(f"spec: expected a MoESpec, got {type(s).__name__}")
-        layout = tensor_layout(s)
-        for name in TENSOR_NAMES:
-            t = getattr(self, name)
-            if name not in layout:
-                if t is not None:
-                    raise MoEInputError(f"{name}: expected None ({_WHY[name]} is off in {s.describe()}), got a tensor")
-                continue
-            shape, dtype = layout[name]
-            if not isinstance(t, torch.Tensor):
-                why = f" ({_WHY[name]} is on)" if name in _WHY else ""
-                raise MoEInputError(
-                    f"{name}: expected a torch.Tensor of shape {list(shape)}{why}, got {type(t).__name__}"
-                )
-            if tuple(t.shape) != shape:
-                raise MoEInputError(f"{name}: expected shape {list(shape)} for {s.describe()}, got {list(t.shape)}")
-            if t.dtype != dtype:
-                raise MoEInputError(f"{name}: expected dtype {dtype}, got {t.dtype}")
-        self._check_quant()
-        devices = {str(t.device) for t in self.tensors().values()}
-        if self.quant is not None:
-            devices.add(str(self.quant.w1.data.device))
-        if len(devices) != 1:
-            raise MoEInputError(f"weights: all tensors must be on one device, got {sorted(devices)}")
-
-    def _check_quant(self) -> None:
-        s, q = self.spec, self.quant
-        if s.quant is None:
-            if q is not None:
-                raise MoEInputError(f"quant: expected None (spec.quant is None in {s.describe()}), got {q.fmt.name}")
-            return
-        if not isinstance(q, QuantizedExperts):
-            raise MoEInputError(f"quant: expected QuantizedExperts in {s.quant} (spec.quant), got {type(q).__name__}")
-        if q.fmt.name != s.quant:
-            raise MoEInputError(f"quant: expected format {s.quant} (spec.quant), got {q.fmt.name}")
-        for name in ("w1", "w2"):
-            want, got = list(getattr(self, name).shape), list(getattr(q, name).shape)
-            if got != want:
-                raise MoEInputError(f"quant.{name}: expected shape {want}, got {got}")
+        check_tensors(self.spec, {name: getattr(self, name) for name in TENSOR_NAMES}, self.quant)
 
     def unquantized(self) -> MoEWeights:
         """The same layer with unquantised experts (w1/w2 as they are): the layer quantisation approximates."""

@@ -8,7 +8,8 @@ from moebench.errors import MoEInputError
 from moebench.presets import MODEL_PRESETS, PRESET_NAMES, PRESET_SOURCES, get_preset, spec_label
 from moebench.routing import route
 from moebench.spec import FEATURES, ExpertSpec, MoESpec, RouterSpec, SharedSpec, spec_from_dict
-from moebench.weights import TENSOR_NAMES, MoEWeights, empty_weights, random_inputs, random_weights, tensor_layout
+from moebench.weight_layout import TENSOR_NAMES, tensor_layout
+from moebench.weights import MoEWeights, empty_weights, random_inputs, random_weights
 
 
 @pytest.mark.parametrize(

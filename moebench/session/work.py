@@ -23,6 +23,7 @@ from moebench.errors import UnknownImplementationError
 from moebench.gradparity import run_grad_case
 from moebench.parity import Case, run_case
 from moebench.presets import spec_label
+from moebench.requirements import requirement_missing
 from moebench.session.config import SessionConfig
 from moebench.session.cost import CostModel
 from moebench.spec import MoESpec, dtype_name
@@ -63,7 +64,7 @@ def usable(name: str, device: str) -> bool:
         return True
     if device != "cuda" or torch.cuda.is_available() or device not in info.devices:
         return False
-    return all(registry.requirement_missing(r, device) is None for r in info.requires if r not in ("cuda", "triton"))
+    return all(requirement_missing(r, device) is None for r in info.requires if r not in ("cuda", "triton"))
 
 
 # -- 1. environment and ceilings ----------------------------------------------------------------------

@@ -36,7 +36,8 @@ from moebench.routing import Routing
 from moebench.spec import refused_features, spec_from_dict
 from moebench.tuning import check_explicit_config
 from moebench.validate import check_inputs
-from moebench.weights import TENSOR_NAMES, MoEWeights
+from moebench.weight_layout import TENSOR_NAMES
+from moebench.weights import MoEWeights
 
 OPTIONAL = TENSOR_NAMES[3:]  # router_bias, selection_bias, b1, b2, shared_w1, shared_w2, shared_gate
 _REST = ", ".join(f"Tensor? {name}" for name in (*OPTIONAL, "topk_weights", "topk_ids")) + ", str spec, str config"
