@@ -12,6 +12,7 @@ DECODE_WGMMA_REGS_PER_THREAD = 112  # decode kernels, BLOCK_P >= 64: accumulator
 OPERAND_REGS_PER_THREAD = 72  # operand-tile registers per thread off the wgmma path (ptxas -v: 80 can spill)
 DEQUANT_STAGE_ELEMS = 48  # quant_gemm, weight-only: dequantised weights per thread per K step x stages
 FP8_SCALED_DOT_REGS = 176  # quant_gemm, fp8: accumulators and the scaled dot result, plus operand tiles
+FP8_SHARED_SCALED_DOT_REGS = 136  # the same with shared-expert chunks (an unquantised K loop) in the kernel too
 
 
 def smem_bytes(block_m: int, block_n: int, block_k: int, stages: int, gates: int, elem_bytes: int) -> int:
@@ -68,19 +69,21 @@ def fits(block_m: int, cfg: dict, gates: int, elem_bytes: int) -> bool:
     return smem_fits(block_m, cfg, gates, elem_bytes) and regs_fit(block_m, cfg, gates, elem_bytes)
 
 
-def quant_regs_fit(block_m: int, cfg: dict, gates: int, fp8: bool) -> bool:
+def quant_regs_fit(block_m: int, cfg: dict, gates: int, fp8: bool, shared: bool = False) -> bool:
     """quant_gemm's registers beyond fits(). Weight-only formats dequantise each [BLOCK_K, BLOCK_N] weight
     tile in registers, and the pipeline keeps about a tile per stage in flight; fp8 holds each tile's dot
     result beside the accumulator to scale it. ptxas for sm_90 (compile_check, bf16, mixtral-8x7b):
     Triton 3.6 (the GPU image's) spilled int4-g128 at 128 dequantised elements per thread x stages
     (244-392 bytes), int4-g128-asym's down GEMM at 64 with BLOCK_M=64 (212 bytes), and ran mxfp4 at 64
     with 242-255 registers; Triton 3.9 spilled int4-g128 from 256 (T=1 space). fp8-block128 (3.9, T=1
-    space) spilled at 194 of these registers and not at 161."""
+    space) spilled at 194 of these registers and not at 161. With shared experts the kernel also holds their
+    unquantised K loop (`shared`): deepseek-v3 in fp8 (3.9) spilled 24 bytes at 140 (BLOCK 64x64x32, 4 warps),
+    which mixtral-8x7b in fp8 compiles clean."""
     threads = 32 * cfg["num_warps"]
     if fp8:
         acc = 2 * acc_regs(block_m, cfg["BLOCK_N"], gates, cfg["num_warps"])
         operands = operand_regs(block_m, cfg["BLOCK_N"], cfg["BLOCK_K"], gates, cfg["num_warps"], 1)
-        return acc + operands <= FP8_SCALED_DOT_REGS
+        return acc + operands <= (FP8_SHARED_SCALED_DOT_REGS if shared else FP8_SCALED_DOT_REGS)
     dequantised = gates * cfg["BLOCK_K"] * cfg["BLOCK_N"] / threads
     return dequantised * max(cfg["num_stages"], 1) <= DEQUANT_STAGE_ELEMS
 

@@ -60,10 +60,10 @@ def _dot_bytes(spec: MoESpec) -> int:
 
 def quant_fits(spec: MoESpec, cfg: dict) -> bool:
     """What fits sm_90: fit.fits (shared memory, accumulator and operand registers) and fit.quant_regs_fit
-    (the dequantised tiles, or fp8's scaled dot results), for the gated first layer."""
+    (the dequantised tiles, or fp8's scaled dot results; the shared experts' loop), for the gated first layer."""
     gates, elem = _gates(spec), _dot_bytes(spec)
     bm = cfg["BLOCK_M"]
-    return fits(bm, cfg, gates, elem) and quant_regs_fit(bm, cfg, gates, fp8=elem == 1)
+    return fits(bm, cfg, gates, elem) and quant_regs_fit(bm, cfg, gates, fp8=elem == 1, shared=spec.shared.count > 0)
 
 
 def quant_space(spec: MoESpec, num_tokens: int) -> list[dict]:

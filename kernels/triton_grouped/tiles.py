@@ -39,7 +39,7 @@ def swizzle_pid(pid, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
 
 @triton.jit
 def expert_tile(
-    a_ptrs,  # [BLOCK_M, BLOCK_K] pointers to the first K tile of the A rows (compute dtype)
+    a_ptrs,  # [BLOCK_M, BLOCK_K] pointers to the first K tile of the A rows (compute dtype, or fp32: cast to w's)
     w_ptrs,  # [BLOCK_K, BLOCK_N] pointers to the first K tile of the (gate) weight rows (compute dtype)
     row_ok,  # [BLOCK_M] bool: rows that exist (others load zeros)
     up_offset,  # elements from a gate row of w1 to the matching up row (I * stride of w1's rows); GATED only
@@ -67,6 +67,8 @@ def expert_tile(
             k_ok = offs_k < K - k0
             a = tl.load(a_ptrs, mask=row_ok[:, None] & k_ok[None, :], other=0.0)
             wg = tl.load(w_ptrs, mask=k_ok[:, None], other=0.0)
+        if not UPCAST_BF16:  # a no-op but for fp32 A (quant_tiles' fp8 h) on compute-dtype weights
+            a = a.to(wg.dtype)
         acc_g = mma(a, wg, acc_g, UPCAST_BF16, FP32_IEEE)
         if GATED:
             if EVEN_K:

@@ -25,6 +25,7 @@ _LAUNCH_MODULES = {
         "moebench.kernels.triton_grouped.gemm",
         "moebench.kernels.triton_grouped.decode",
         "moebench.kernels.triton_grouped.quant_gemm",
+        "moebench.kernels.triton_grouped.quant_decode",
         "moebench.kernels.common.fp8",
         "moebench.kernels.common.combine",
     ),

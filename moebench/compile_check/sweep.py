@@ -23,10 +23,13 @@ from moebench.registry import get as get_impl
 
 GATE_IMPLS = {"triton_grouped": False, "block_sparse": True}  # implementation -> with its backward
 GPU_TOKENS = (1, 16, 128, 1024, 4096, 16384)  # the token counts `moebench bench` runs on a GPU
-# quantised experts: each kernel format (fp8 dots; int4, int8 and mxfp4 dequantisation; zero points) on a
-# real layer that the quantised path runs (routing options only), by the implementations that take them
-QUANT_GATE_PRESETS = tuple(
-    f"mixtral-8x7b+{fmt}" for fmt in ("fp8-block128", "mxfp4", "int4-g128", "int8-g128", "int4-g128-asym")
+# quantised experts: each kernel format (fp8 dots; int4, int8 and mxfp4 dequantisation; zero points) on a plain
+# real layer, and the two layers served quantised with their options: DeepSeek-V3 in FP8 (a shared expert beside
+# the quantised ones) and gpt-oss in MXFP4 (expert biases, clamped SwiGLU)
+QUANT_GATE_PRESETS = (
+    *(f"mixtral-8x7b+{fmt}" for fmt in ("fp8-block128", "mxfp4", "int4-g128", "int8-g128", "int4-g128-asym")),
+    "deepseek-v3+fp8-block128",
+    "gpt-oss-20b+mxfp4",
 )
 GATE_PRESETS = (*REAL_PRESETS, *QUANT_GATE_PRESETS)
 

@@ -31,12 +31,12 @@ class Extra:
     quant: str | None = None
 
 
-# Other issues add their cells here, one line each. Quantised experts (issue 17): qwen3-30b-a3b is the real
-# preset whose options the quantised triton_grouped kernels honour (no shared experts); grouped_mm is the
-# dequantise-up-front baseline.
+# Other issues add their cells here, one line each. Quantised experts (issue 17): each format beside the bf16
+# rows of the same preset (qwen3-30b-a3b), grouped_mm the dequantise-up-front baseline; and gpt-oss-20b in
+# MXFP4, the form its experts ship in (biases and the clamped SwiGLU in the quantised kernels' epilogues).
 EXTRAS: tuple[Extra, ...] = (
     Extra("fp8 experts", ("triton_grouped", "grouped_mm"), ("qwen3-30b-a3b",), (16, 1024), quant="fp8-block128"),
-    Extra("mxfp4 experts", ("triton_grouped",), ("qwen3-30b-a3b",), (16, 1024), quant="mxfp4"),
+    Extra("mxfp4 experts", ("triton_grouped",), ("qwen3-30b-a3b", "gpt-oss-20b"), (16, 1024), quant="mxfp4"),
     Extra("int4 experts", ("triton_grouped", "grouped_mm"), ("qwen3-30b-a3b",), (16, 1024), quant="int4-g128"),
 )
 

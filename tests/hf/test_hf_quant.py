@@ -4,8 +4,8 @@ configs whose expert tensors are replaced by codes and scales made with moebench
 
 Checked: codes and scales arrive bit for bit (no dequantise-and-requantise); the module's forward on the
 dequantised weights equals the converted layer's fp64 reference on those weights (fp32, 1e-5); naive_loop
-passes the parity gate on the converted layer, and triton_grouped (whose quantised kernels refuse shared
-experts, expert biases and the clamped SwiGLU) on the imported codes and scales in a layer without those;
+and triton_grouped pass the parity gate on the whole converted layer (DeepSeek-V3's shared expert and group-limited
+routing, gpt-oss's expert biases and clamped SwiGLU);
 the declared layout is refused where it does not hold, each error naming the tensor or key.
 Sizes: H=140 (partial 128-blocks), I=128 for FP8; H=96, I=64 for MXFP4 (whole 32-element groups, as MXFP4
 requires, but not multiples of 128).
@@ -19,14 +19,12 @@ from torch import nn
 from moebench import registry
 from moebench.errors import MoEInputError
 from moebench.hf import weights_from_hf
-from moebench.layer_options import ExpertSpec, SharedSpec
 from moebench.parity import compare, poisoned_like
 from moebench.quant import mxfp4, quantize_experts
 from moebench.quant.blocks import pack_nibbles
 from moebench.quant.formats import MXFP4
 from moebench.quant.fp8 import dequantize_blocks, quantize_blocks
 from moebench.reference import reference_moe, reference_unquantized
-from moebench.weights import MoEWeights
 
 pytest.importorskip("transformers")
 
@@ -107,15 +105,6 @@ def _module_matches_reference(plain: nn.Module, weights) -> None:
         assert result.ok and result.rel_l2 <= FP32_REL_L2, f"module T={t}: {result}"
 
 
-def _triton_layer(weights) -> MoEWeights:
-    """What triton_grouped's quantised kernels take of a converted layer (their epilogues have routing options
-    only): the routed experts, quantised as imported, without shared experts, biases or the clamped SwiGLU."""
-    dropped = ("shared_w1", "shared_w2", "shared_gate", "b1", "b2")
-    tensors = {name: t for name, t in weights.tensors().items() if name not in dropped}
-    spec = weights.spec.replace(shared=SharedSpec(), expert=ExpertSpec())
-    return MoEWeights(spec, **tensors, quant=weights.quant)
-
-
 def _gate(weights, impl: str, device: str) -> None:
     info = registry.get(impl)
     assert info.spec_unsupported(weights.spec) is None, info.spec_unsupported(weights.spec)
@@ -186,8 +175,9 @@ def test_fp8_transformers_fp8experts_and_per_expert_checkpoint_layouts(fp8):
 
 
 def test_fp8_parity_gate(fp8, device, triton_device):
+    assert {"shared", "router.groups"} <= fp8[0].spec.features()
     _gate(fp8[0], "naive_loop", device)
-    _gate(_triton_layer(fp8[0]), "triton_grouped", triton_device)
+    _gate(fp8[0], "triton_grouped", triton_device)
 
 
 def test_mxfp4_codes_and_scales_arrive_bit_exact(mx):
@@ -210,9 +200,8 @@ def test_mxfp4_module_on_dequantised_weights_matches_reference(mx):
 def test_mxfp4_parity_gate(mx, device, triton_device):
     weights = mx[0]
     _gate(weights, "naive_loop", device)
-    reason = registry.get("triton_grouped").spec_unsupported(weights.spec)
-    assert reason and "expert.bias" in reason and "expert.swiglu_limit" in reason, reason
-    _gate(_triton_layer(weights), "triton_grouped", triton_device)
+    assert {"expert.bias", "expert.swiglu_limit"} <= weights.spec.features()
+    _gate(weights, "triton_grouped", triton_device)
 
 
 def test_wrong_scale_shapes_and_dtypes_are_named():

@@ -15,8 +15,8 @@ import torch
 
 from moebench.impls.triton_grouped.config import FEATURES, FEATURES_NOTE, IMPL  # importing it registers the tunables
 from moebench.impls.triton_grouped.op import moe_op
-from moebench.impls.triton_grouped.quant import quant_forward, quant_unsupported
-from moebench.registry import register
+from moebench.impls.triton_grouped.quant import quant_forward
+from moebench.registry import any_quant, register
 from moebench.weights import MoEWeights
 
 
@@ -32,7 +32,7 @@ from moebench.weights import MoEWeights
     graph_safe=True,
     features=FEATURES,
     features_note=FEATURES_NOTE,
-    quant=quant_unsupported,
+    quant=any_quant,
 )
 def triton_grouped(x: torch.Tensor, weights: MoEWeights, *, out=None, config=None, routing=None) -> torch.Tensor:
     if weights.quant is not None:  # quantised experts: their own kernels (moebench.impls.triton_grouped.quant)

@@ -126,15 +126,20 @@ def _resolved(kernel: str, spec: MoESpec, num_tokens: int, device: torch.device,
     return _over_default(kernel, spec, num_tokens, chosen)
 
 
+def _resolved_path(spec: MoESpec, num_tokens: int, device: torch.device, explicit: dict | None) -> dict:
+    path = _resolved("path", spec, num_tokens, device, explicit)
+    if set(path) != {"path"} or path["path"] not in space.PATHS:
+        raise MoEInputError(f"config['path']: expected {{'path': one of {list(space.PATHS)}}}, got {path!r}")
+    return path
+
+
 def resolve_launch_configs(
     spec: MoESpec, num_tokens: int, device: torch.device, explicit: dict | None = None
 ) -> LaunchConfigs:
     """Resolve the configs of the kernels the chosen path runs; explicit configs of the other
     path's kernels are still checked, so a typo never goes unnoticed."""
     check_explicit_config(IMPL, explicit)
-    path = _resolved("path", spec, num_tokens, device, explicit)
-    if set(path) != {"path"} or path["path"] not in space.PATHS:
-        raise MoEInputError(f"config['path']: expected {{'path': one of {list(space.PATHS)}}}, got {path!r}")
+    path = _resolved_path(spec, num_tokens, device, explicit)
     grouped = path["path"] == "grouped"
     for kernel in ("decode_gate_up", "decode_down") if grouped else ("gate_up", "down"):
         if explicit and kernel in explicit:
@@ -162,10 +167,13 @@ def _check_kernel(kernel: str, cfg: dict) -> dict:
     return check_tile_config(kernel, cfg, space.DECODE_KEYS)
 
 
-def resolve_quant_config(spec: MoESpec, num_tokens: int, device: torch.device, explicit: dict | None = None) -> dict:
-    """The quant_gemm config of a forward on quantised experts (explicit > pinned > tuned > default), checked;
-    explicit configs of the other kernels are checked by name and not used (they do not run here)."""
+def resolve_quant_config(
+    spec: MoESpec, num_tokens: int, device: torch.device, explicit: dict | None = None
+) -> tuple[str, dict]:
+    """(path, quant_gemm config) of a forward on quantised experts (each explicit > pinned > tuned > default),
+    checked; explicit configs of the other kernels are checked by name and not used (they do not run here)."""
     check_explicit_config(IMPL, explicit)
+    path = _resolved_path(spec, num_tokens, device, explicit)
     chosen = _resolved(QUANT_KERNEL, spec, num_tokens, device, explicit)
     cfg = check_tile_config(QUANT_KERNEL, chosen, QUANT_KEYS)
     fmt = get_format(spec.quant)
@@ -174,4 +182,4 @@ def resolve_quant_config(spec: MoESpec, num_tokens: int, device: torch.device, e
             f"config[{QUANT_KERNEL!r}]['BLOCK_K']: {spec.quant} needs a divisor of {fmt.group_size}, "
             f"got {cfg['BLOCK_K']}"
         )
-    return cfg
+    return path["path"], cfg
