@@ -121,22 +121,57 @@ def interleave_gate_up(t: torch.Tensor, i: int) -> torch.Tensor:
 
 
 def fused_weights(weights: MoEWeights, layout: str | None = None) -> dict[str, torch.Tensor]:
-    """The routed experts in the op's layout: fc1 rows (and fc1 bias) interleaved [g0,u0,g1,u1,...] for
-    swiglu; fc1_bias / fc2_bias only with expert biases."""
+    """The routed experts in the op's layout: fc1 rows interleaved [g0,u0,g1,u1,...] for swiglu, and
+    fused_biases."""
     spec = weights.spec
     layout = layout or fused_weight_layout()
-    i = spec.intermediate
     w1, w2 = weights.w1.detach().cpu(), weights.w2.detach().cpu()
     if spec.gated:
-        w1 = interleave_gate_up(w1, i)
+        w1 = interleave_gate_up(w1, spec.intermediate)
     if layout == LAYOUT_TRANSPOSED:
         w1, w2 = w1.transpose(1, 2), w2.transpose(1, 2)
-    out = {"fc1": w1.contiguous(), "fc2": w2.contiguous()}
-    if spec.expert.bias:
-        b1 = weights.b1.detach().cpu()
-        out["fc1_bias"] = (interleave_gate_up(b1, i) if spec.gated else b1).contiguous()
-        out["fc2_bias"] = weights.b2.detach().cpu().contiguous()
-    return out
+    return {"fc1": w1.contiguous(), "fc2": w2.contiguous(), **fused_biases(weights)}
+
+
+def fused_biases(weights: MoEWeights) -> dict[str, torch.Tensor]:
+    """fc1_bias (interleaved like fc1's rows for swiglu) and fc2_bias with expert biases, else nothing: the same
+    inputs of com.microsoft.MoE and QMoE."""
+    spec = weights.spec
+    if not spec.expert.bias:
+        return {}
+    b1 = weights.b1.detach().cpu()
+    b1 = interleave_gate_up(b1, spec.intermediate) if spec.gated else b1
+    return {"fc1_bias": b1.contiguous(), "fc2_bias": weights.b2.detach().cpu().contiguous()}
+
+
+def op_attributes(spec: MoESpec) -> dict:
+    """The attributes com.microsoft.MoE and QMoE share: k, the routing handed over (see the module docstring)
+    and the activation with the SwiGLU options."""
+    attrs = {
+        "k": spec.top_k,
+        "normalize_routing_weights": 1,  # softmax over the k chosen log-ratios: w_i / sum_k w
+        "use_sparse_mixer": 0,
+        "activation_type": spec.activation,  # swiglu | relu (gelu refused above)
+    }
+    if spec.gated:
+        x = spec.expert
+        attrs.update(swiglu_fusion=1, activation_alpha=x.swiglu_alpha, activation_beta=x.swiglu_up_offset)
+        if x.swiglu_limit is not None:
+            attrs["swiglu_limit"] = x.swiglu_limit
+    return attrs
+
+
+def routed_output(spec: MoESpec, scale: str | None) -> str:
+    """Name of the op's output: the graph's output unless a scaling or the shared experts follow."""
+    return OUTPUT_NAME if scale is None and not spec.shared.count else "moe_out"
+
+
+def finish_output(spec: MoESpec, node: NodeFn, routed: str, scale: str | None) -> None:
+    """After the op: x the routed scale (route_before_op), + the shared experts (export/ffn_graph.py)."""
+    if scale is not None:
+        routed = node("Mul", [routed, scale], [OUTPUT_NAME if not spec.shared.count else "moe_out_scaled"])[0]
+    if spec.shared.count:
+        node("Add", [routed, shared_experts(spec, node)], [OUTPUT_NAME])
 
 
 def _router_input(spec: MoESpec, node: NodeFn) -> tuple[str, str]:
@@ -208,28 +243,13 @@ def build_ort_fused(weights: MoEWeights, *, impl: str = "naive_loop", opset: int
     nodes: list[onnx.NodeProto] = []
     node = node_adder(nodes)
     x_in, probs, scale = route_before_op(spec, node)
-    attrs = {
-        "k": spec.top_k,
-        "normalize_routing_weights": 1,  # softmax over the k chosen log-ratios: w_i / sum_k w
-        "use_sparse_mixer": 0,
-        "activation_type": spec.activation,  # swiglu | relu (gelu refused above)
-    }
-    if spec.gated:
-        x = spec.expert
-        attrs.update(swiglu_fusion=1, activation_alpha=x.swiglu_alpha, activation_beta=x.swiglu_up_offset)
-        if x.swiglu_limit is not None:
-            attrs["swiglu_limit"] = x.swiglu_limit
     bias = ("fc1_bias", "fc2_bias") if spec.expert.bias else ("", "")
-    last = scale is None and not spec.shared.count
-    routed = OUTPUT_NAME if last else "moe_out"
+    routed = routed_output(spec, scale)
     op_inputs = [x_in, probs, "fc1", bias[0], "fc2", bias[1]]
     while not op_inputs[-1]:  # optional inputs left out at the end
         op_inputs.pop()
-    nodes.append(helper.make_node("MoE", op_inputs, [routed], name="MoE", domain=MS_DOMAIN, **attrs))
-    if scale is not None:
-        routed = node("Mul", [routed, scale], [OUTPUT_NAME if not spec.shared.count else "moe_out_scaled"])[0]
-    if spec.shared.count:
-        node("Add", [routed, shared_experts(spec, node)], [OUTPUT_NAME])
+    nodes.append(helper.make_node("MoE", op_inputs, [routed], name="MoE", domain=MS_DOMAIN, **op_attributes(spec)))
+    finish_output(spec, node, routed, scale)
 
     graph = helper.make_graph(
         nodes,

@@ -4,7 +4,10 @@ What is emitted (onnxruntime 1.32 schema; the weights exactly as moebench.quant.
 docstring): quant_type='int', expert_weight_bits 4 or 8, block_size = the format's group, weights_prepacked=0,
 fcN_experts_weights = codes, fcN_scales = scales [E, N, K/g], fcN_zero_points = zero points (asymmetric
 formats only; QMoE's default zero point is the symmetric one, 2^(bits-1)); swiglu rows interleaved alike in
-codes, scales and zero points (swiglu_fusion=1, the only layout the CPU kernel runs), plain silu(g)*u.
+codes, scales and zero points (swiglu_fusion=1, the only layout the CPU kernel runs). The rest is ort_fused's:
+the experts chosen before the op, the activation's and SwiGLU options' attributes, expert biases
+(fc1/fc2_experts_bias), the routed scaling and the shared experts (dense, unquantised: the spec quantises the
+routed experts only) after it.
 
 Refused, with the reason (`qmoe_unsupported`): fp8-block128 (QMoE's CPU provider has no FP8 kernel) and
 mxfp4 (on the CPU, quant_type='fp4' was seen to compute int4 instead: a silently different layer); integer
@@ -22,6 +25,7 @@ import onnx
 from onnx import helper
 
 from moebench.errors import MoEInputError
+from moebench.export.ffn_graph import shared_initializers
 from moebench.export.graph_common import (
     INPUT_NAME,
     MIN_OPSET,
@@ -32,7 +36,17 @@ from moebench.export.graph_common import (
     token_tensor_info,
     used_initializers,
 )
-from moebench.export.ort_fused import FLAVOR, MS_DOMAIN, interleave_gate_up, route_before_op, routing_constants
+from moebench.export.ort_fused import (
+    FLAVOR,
+    MS_DOMAIN,
+    finish_output,
+    fused_biases,
+    interleave_gate_up,
+    op_attributes,
+    route_before_op,
+    routed_output,
+    routing_constants,
+)
 from moebench.export.routing_graph import node_adder
 from moebench.quant.formats import get_format
 from moebench.spec import MoESpec
@@ -53,9 +67,6 @@ def qmoe_unsupported(spec: MoESpec) -> str | None:
             f"quant: {fmt.name} has {fmt.scale} scales but QMoE's scales take the graph dtype {spec.dtype}; "
             "use a format with matching scales (e.g. int4-g128-fp16 for fp16)"
         )
-    extra = sorted(f for f in spec.features() if not f.startswith("router."))
-    if extra:
-        return f"quant: QMoE export covers the routed experts with any routing, not yet {', '.join(extra)}"
     for name, k in (("hidden", spec.hidden), ("intermediate", spec.intermediate)):
         if k % fmt.group_size:
             return f"quant: QMoE needs {name} ({k}) to be a multiple of the group size {fmt.group_size}"
@@ -84,31 +95,28 @@ def build_ort_qmoe(weights: MoEWeights, *, impl: str = "naive_loop", opset: int 
         raise MoEInputError(f"{reason} (spec: {spec.describe()})")
     fmt = get_format(spec.quant)
     tensors = qmoe_tensors(weights)
-    inits = [initializer(name, t) for name, t in tensors.items() if t is not None] + routing_constants(weights)
+    biases = fused_biases(weights)
+    inits = [initializer(name, t) for name, t in {**tensors, **biases}.items() if t is not None]
+    inits += routing_constants(weights) + shared_initializers(spec, weights)
     nodes: list[onnx.NodeProto] = []
     node = node_adder(nodes)
     x_in, probs, scale = route_before_op(spec, node)  # experts chosen before the op (export/ort_fused.py)
     zp = {fc: (f"{fc}_zero" if tensors[f"{fc}_zero"] is not None else "") for fc in ("fc1", "fc2")}
-    inputs = [x_in, probs, "fc1_data", "fc1_scale", "", "fc2_data", "fc2_scale", "", "", "", ""]
+    bias = {fc: (f"{fc}_bias" if biases else "") for fc in ("fc1", "fc2")}
+    inputs = [x_in, probs, "fc1_data", "fc1_scale", bias["fc1"], "fc2_data", "fc2_scale", bias["fc2"], "", "", ""]
     inputs += [zp["fc1"], zp["fc2"]]
     while inputs[-1] == "":
         inputs.pop()
     attrs = {
-        "k": spec.top_k,
-        "normalize_routing_weights": 1,  # softmax over the k chosen log-ratios: w_i / sum_k w
-        "use_sparse_mixer": 0,
-        "activation_type": spec.activation,
+        **op_attributes(spec),
         "quant_type": "int",
         "expert_weight_bits": fmt.bits,
         "block_size": fmt.group_size,
         "weights_prepacked": 0,
     }
-    if spec.gated:
-        attrs.update(swiglu_fusion=1, activation_alpha=1.0, activation_beta=0.0)
-    routed = OUTPUT_NAME if scale is None else "moe_out"
+    routed = routed_output(spec, scale)
     nodes.append(helper.make_node("QMoE", inputs, [routed], name="QMoE", domain=MS_DOMAIN, **attrs))
-    if scale is not None:
-        node("Mul", [routed, scale], [OUTPUT_NAME])
+    finish_output(spec, node, routed, scale)
     graph = helper.make_graph(
         nodes,
         "moebench_moe_ort_qmoe",
@@ -119,6 +127,8 @@ def build_ort_qmoe(weights: MoEWeights, *, impl: str = "naive_loop", opset: int 
     layout_text = (
         f"router_t [H,E] fp32; QMoE {fmt.name} codes/scales/zero points as moebench.quant stores them; "
         "swiglu rows interleaved (swiglu_fusion=1)"
+        + ("; fc1_bias, fc2_bias" if spec.expert.bias else "")
+        + ("; shared experts dense, unquantised (shared_w1_cat, shared_w2_cat)" if spec.shared.count else "")
     )
     extra = {"weights_layout": layout_text, "routing": "fp32 nodes before the op (export/routing_graph.py)"}
     meta = spec_metadata(spec, flavor=FLAVOR, impl=impl, extra=extra)
