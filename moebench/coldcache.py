@@ -19,13 +19,20 @@ model sees, so it is timed warm. Each row records which (`cache` column: cold or
 from __future__ import annotations
 
 import functools
+import math
 import re
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
+from moebench.routing import route
 from moebench.spec import MoESpec
+from moebench.weights import MoEWeights
+
+if TYPE_CHECKING:  # moebench.ceilings imports this module (llc_bytes)
+    from moebench.ceilings import Ceilings
 
 FLUSH_FACTOR = 2  # the flush buffer is this many times the last-level cache
 DEFAULT_LLC_BYTES = 64 << 20  # when the size cannot be read: larger than most CPUs' L3 slice and GPUs' L2
@@ -104,3 +111,27 @@ def is_weight_bound(spec: MoESpec, num_tokens: int, n_active: int, ridge_flops_p
     """Below the ridge point (or when it is unknown): time it cold."""
     intensity = arithmetic_intensity(spec, num_tokens, n_active)
     return not intensity >= ridge_flops_per_byte  # NaN ridge: cold, the safe side
+
+
+@functools.lru_cache(maxsize=1)
+def _flusher(device: str) -> Flusher:
+    return Flusher(device)
+
+
+def cache_state(
+    mode: str, spec: MoESpec, num_tokens: int, n_active: int, ceilings: Ceilings | None, device: torch.device
+) -> tuple[str, dict]:
+    """('cold', time_fn kwargs that flush the last-level cache before each sample) or ('warm', {}): the
+    benchmark's rule, which the tuner follows too (a config chosen on warm weights may not be the cold winner)."""
+    ridge = ceilings.ridge(spec.dtype) if ceilings is not None else math.nan
+    if mode == "cold" or (mode == "auto" and is_weight_bound(spec, num_tokens, n_active, ridge)):
+        return "cold", {"before_each": _flusher(str(device)).flush}
+    return "warm", {}
+
+
+def count_active_experts(x: torch.Tensor, weights: MoEWeights) -> int:
+    """Distinct experts the routing of `x` selects (the experts whose weights must be read)."""
+    if x.shape[0] == 0:
+        return 0
+    _, topk_ids = route(x, weights)
+    return int(torch.unique(topk_ids).numel())

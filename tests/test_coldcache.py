@@ -8,8 +8,8 @@ import math
 import pytest
 
 from moebench import bench, coldcache
-from moebench.bench.measure import cache_state
 from moebench.ceilings import Ceilings
+from moebench.coldcache import cache_state
 from moebench.presets import get_preset
 from moebench.report.grid import baseline_ms, group_rows
 from moebench.report.tables import comparison_tables

@@ -5,7 +5,6 @@ and reference, parity on a NaN-poisoned `out` before and after timing, and the t
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Callable
@@ -15,10 +14,9 @@ import torch
 
 from moebench.bench.rows import make_row
 from moebench.ceilings import Ceilings
-from moebench.coldcache import Flusher, is_weight_bound
+from moebench.coldcache import cache_state, count_active_experts
 from moebench.parity import Expected, compare, expected_output, poison_allocator
 from moebench.registry import ImplInfo
-from moebench.routing import route
 from moebench.spec import MoESpec
 from moebench.stats import SHARED_STAT, collect_stats
 from moebench.timing import cpu_clock, time_fn
@@ -51,29 +49,6 @@ class BenchOptions:
         if self.reps is not None:
             kwargs["reps"] = self.reps
         return kwargs
-
-
-@functools.lru_cache(maxsize=1)
-def _flusher(device: str) -> Flusher:
-    return Flusher(device)
-
-
-def cache_state(
-    mode: str, spec: MoESpec, num_tokens: int, n_active: int, ceilings: Ceilings | None, device: torch.device
-) -> tuple[str, dict]:
-    """('cold', time_fn kwargs that flush the last-level cache before each sample) or ('warm', {})."""
-    ridge = ceilings.ridge(spec.dtype) if ceilings is not None else math.nan
-    if mode == "cold" or (mode == "auto" and is_weight_bound(spec, num_tokens, n_active, ridge)):
-        return "cold", {"before_each": _flusher(str(device)).flush}
-    return "warm", {}
-
-
-def count_active_experts(x: torch.Tensor, weights: MoEWeights) -> int:
-    """Distinct experts the routing of `x` selects (the experts whose weights must be read)."""
-    if x.shape[0] == 0:
-        return 0
-    _, topk_ids = route(x, weights)
-    return int(torch.unique(topk_ids).numel())
 
 
 @dataclass

@@ -101,12 +101,13 @@ def run_setup(setup: tuple[str, ...], paths: dict) -> None:
 # -- one job ----------------------------------------------------------------------------------
 
 
-def _entry(result: SearchResult, checked: tuple[int, ...], backward: bool) -> dict:
+def _entry(result: SearchResult, checked: tuple[int, ...], backward: bool, cache: str) -> dict:
     return {
         "config": result.best,
         "ms": round(result.best_ms, 6),
         "default_ms": None if result.default_ms is None else round(result.default_ms, 6),
         "timed": "forward+backward" if backward else "forward",
+        "cache": cache,  # cold: the last-level cache flushed before every sample (moebench.coldcache)
         "candidates_tried": result.tried,
         "rejected": len(result.rejected),
         "stopped_by": result.stopped_by,
@@ -185,7 +186,7 @@ def _tune_kernels(job: TuneJob, result: JobResult, chosen: dict, timer, checks, 
             result.outcomes.append(KernelOutcome(kernel, error=_no_winner(found)))
             continue
         chosen[kernel] = found.best
-        result.outcomes.append(KernelOutcome(kernel, entry=_entry(found, check.tokens, backward)))
+        result.outcomes.append(KernelOutcome(kernel, entry=_entry(found, check.tokens, backward, timer.cache)))
 
 
 def failed_result(job: TuneJob, exc: BaseException) -> JobResult:

@@ -6,11 +6,14 @@ parity gate. A CUDA error that breaks the context aborts the job instead of reje
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
 
 from moebench import registry
+from moebench.ceilings import Ceilings, measure_ceilings
+from moebench.coldcache import cache_state, count_active_experts
 from moebench.parity import compare, expected_output, poison_allocator, poisoned_like
 from moebench.reference import reference_moe
 from moebench.spec import MoESpec
@@ -114,16 +117,30 @@ class GradCheck(ForwardCheck):
         return None
 
 
+@functools.cache
+def _ceilings(device: str, dtype: torch.dtype) -> Ceilings:
+    """The device's quick ceilings, measured once per tuning process: the ridge point of the cache rule."""
+    return measure_ceilings(device, (dtype,), quick=True)
+
+
 class Timer:
     """Times the layer at the bucket's token count the way the benchmark does: forward only
-    (CUDA graph when graph-safe), or forward + backward (eager) for backward-pass kernels."""
+    (CUDA graph when graph-safe), or forward + backward (eager) for backward-pass kernels; on a GPU with the
+    benchmark's cache rule (moebench.coldcache.cache_state: weight-bound buckets cold, the weights evicted
+    from L2 before every sample, so a config is not chosen for reading weights a warm cache held). `cache`
+    says which ("warm" on the CPU, where the interpreter's timings only exercise the path)."""
 
     def __init__(self, info: registry.ImplInfo, weights: MoEWeights, bucket: int, device: torch.device) -> None:
         self.info, self.weights, self.device = info, weights, device
         self.x = random_inputs(weights.spec, bucket, device, seed=1)
         self.out = torch.empty_like(self.x)
         self.graph = device.type == "cuda" and info.graph_safe
-        self.timing = {} if device.type == "cuda" else CPU_TIMING
+        self.cache, flush = "warm", {}
+        if device.type == "cuda":
+            ceilings = _ceilings(str(device), weights.spec.dtype)
+            active = count_active_experts(self.x, weights)
+            self.cache, flush = cache_state("auto", weights.spec, bucket, active, ceilings, device)
+        self.timing = {**({} if device.type == "cuda" else CPU_TIMING), **flush}
         self._backward: tuple | None = None
 
     def forward_ms(self, configs: dict) -> float:

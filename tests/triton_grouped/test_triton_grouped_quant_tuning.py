@@ -105,6 +105,8 @@ def test_tune_records_quant_gemm_and_the_forward_launches_it(config_dir, triton_
     assert path.name.startswith("triton_grouped__quant_gemm__E4-k2-H32-I48-swiglu-fp32-int4-g128__")
     data = json.loads(path.read_text())
     assert data["meta"]["spec"]["quant"] == "int4-g128"
+    # timed as the benchmark would: on a GPU this weight-bound bucket cold (L2 flushed before every sample)
+    assert data["buckets"]["1"]["cache"] == ("cold" if torch.device(triton_device).type == "cuda" else "warm")
     assert lookup_config(IMPL, "quant_gemm", spec, 1, triton_device) == data["buckets"]["1"]["config"]
     assert lookup_config(IMPL, "quant_gemm", spec.replace(quant=None), 1, triton_device) is None
 
