@@ -70,3 +70,19 @@ def test_gpu_deploy_script_smoke_on_cpu(tmp_path):
         (impl, t, "ok") for impl in ("ort-cpu:portable", "ort-cpu:ort-fused") for t in ("1", "5")
     }
     assert "wrote 4 row(s)" in (tmp_path / "out" / "export-log.txt").read_text()
+
+
+def test_bench_quant_writes_qmoe_rows_and_their_page(tmp_path, capsys):
+    out = tmp_path / "qmoe.csv"
+    rc = main(["export", "--bench", "--shape", "4,2,64,32", "--dtype", "fp32", "--tokens", "1,3", "--device", "cpu",
+               "--quant", "int4-g32,int8-g32", "--reps", "2", "--out", str(out)])  # fmt: skip
+    assert rc == 0, capsys.readouterr().out
+    rows = read_rows(out)
+    assert [(r["quant"], int(r["T"])) for r in rows] == [
+        (q, t) for q in ("fp32", "int4-g32", "int8-g32") for t in (1, 3)
+    ]
+    assert {r["graph"] for r in rows} == {"com.microsoft.MoE", "com.microsoft.QMoE"}
+    int4 = [r for r in rows if r["quant"] == "int4-g32"]
+    assert all(float(r["rel_l2_vs_dequantized"]) < 1e-4 < float(r["rel_l2_vs_unquantized"]) for r in int4)
+    page = out.with_suffix(".md").read_text()
+    assert page.count("| com.microsoft.QMoE |") == 4 and rows[0]["command"] in page  # generated from the rows

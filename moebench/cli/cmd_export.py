@@ -204,7 +204,11 @@ def _baseline() -> str:
 
 def _run_qmoe_bench(args: argparse.Namespace, device: str) -> int:
     """--bench --quant: the unquantised ort-fused graph beside QMoE graphs (moebench.export.qmoe_bench)."""
-    from moebench.export.qmoe_bench import run_qmoe_bench
+    from pathlib import Path
+
+    import onnxruntime
+
+    from moebench.export.qmoe_bench import markdown, run_qmoe_bench
     from moebench.results import environment, write_rows
 
     if device != "cpu":
@@ -215,12 +219,14 @@ def _run_qmoe_bench(args: argparse.Namespace, device: str) -> int:
     for spec in specs:
         rows += run_qmoe_bench(spec, args.quant, args.tokens or [1, 16, 128], seed=args.seed, reps=args.reps or 10)
     env = environment(device)
-    rows = [{**r, **env} for r in rows]
+    rows = [{**r, **env, "onnxruntime": onnxruntime.__version__} for r in rows]
     keys = ["graph", "quant", "preset", "T", "median_ms", "p20_ms", "p80_ms", "model_bytes"]
     keys += ["rel_l2_vs_unquantized", "rel_l2_vs_dequantized"]
     print(tabulate([[_fmt(r[k]) for k in keys] for r in rows], headers=keys))
     out = args.out or "results/cpu/qmoe-bench.csv"
-    print(f"\n{len(rows)} row(s); wrote {write_rows(out, rows)} ({env['device_name']}, torch {env['torch']})")
+    page = Path(write_rows(out, rows)).with_suffix(".md")
+    page.write_text(markdown(rows))
+    print(f"\n{len(rows)} row(s); wrote {Path(out)} and {page} ({env['device_name']}, torch {env['torch']})")
     return 0
 
 
