@@ -15,16 +15,11 @@ import torch
 from torch import Tensor
 
 from moebench.impls.block_sparse.config import FEATURES, FEATURES_NOTE, IMPL  # importing it registers the tunables
-from moebench.impls.common.layer_ops import call_layer_op, define_layer_ops
-from moebench.impls.common.layer_ops import encode_config as _encode
+from moebench.impls.common.layer_ops import define_layer_ops, layer_op_caller
 from moebench.routing import Routing
 from moebench.weights import MoEWeights
 
 NAME = "block_sparse_moe"
-
-
-def encode_config(config: dict | None) -> str:
-    return _encode(config, IMPL)
 
 
 def _run(x: Tensor, weights: MoEWeights, out: Tensor | None, routing: Routing | None, config: dict | None) -> Tensor:
@@ -39,13 +34,4 @@ block_sparse_moe_op, block_sparse_moe_out_op = define_layer_ops(
 )
 
 
-def moe_op(
-    x: Tensor,
-    weights: MoEWeights,
-    *,
-    out: Tensor | None = None,
-    config: dict | None = None,
-    routing: Routing | None = None,
-) -> Tensor:
-    """Inference through the custom op (the registry's entry point when no gradient is needed)."""
-    return call_layer_op(NAME, x, weights, out, encode_config(config), routing)
+moe_op, encode_config = layer_op_caller(NAME, IMPL)

@@ -110,3 +110,24 @@ def call_layer_op(
         return getattr(torch.ops.moebench, name)(*layer_op_args(x, weights, config_text, routing))
     getattr(torch.ops.moebench, f"{name}_out")(*layer_op_args(x, weights, config_text, routing, out))
     return out
+
+
+def layer_op_caller(name: str, impl: str) -> tuple[Callable, Callable]:
+    """(moe_op, encode_config) of an implementation whose layer is moebench::<name>: moe_op(x, weights, *, out,
+    config, routing) is the registry's entry point (the out variant when out is given); encode_config(config)
+    checks the config names only `impl`'s kernels and gives the ops' JSON string."""
+
+    def encode(config: dict | None) -> str:
+        return encode_config(config, impl)
+
+    def moe_op(
+        x: Tensor,
+        weights: MoEWeights,
+        *,
+        out: Tensor | None = None,
+        config: dict | None = None,
+        routing: Routing | None = None,
+    ) -> Tensor:
+        return call_layer_op(name, x, weights, out, encode(config), routing)
+
+    return moe_op, encode

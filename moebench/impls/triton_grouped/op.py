@@ -12,17 +12,12 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from moebench.impls.common.layer_ops import call_layer_op, define_layer_ops
-from moebench.impls.common.layer_ops import encode_config as _encode
+from moebench.impls.common.layer_ops import define_layer_ops, layer_op_caller
 from moebench.impls.triton_grouped.config import FEATURES, FEATURES_NOTE, IMPL
 from moebench.routing import Routing
 from moebench.weights import MoEWeights
 
 NAME = "triton_grouped_moe"
-
-
-def encode_config(config: dict | None) -> str:
-    return _encode(config, IMPL)
 
 
 def _run(x: Tensor, weights: MoEWeights, out: Tensor | None, routing: Routing | None, config: dict | None) -> Tensor:
@@ -36,13 +31,4 @@ triton_grouped_moe, triton_grouped_moe_out = define_layer_ops(
 )
 
 
-def moe_op(
-    x: Tensor,
-    weights: MoEWeights,
-    *,
-    out: Tensor | None = None,
-    config: dict | None = None,
-    routing: Routing | None = None,
-) -> Tensor:
-    """Call the custom op for `weights` (the registry's entry point): out variant when out is given."""
-    return call_layer_op(NAME, x, weights, out, encode_config(config), routing)
+moe_op, encode_config = layer_op_caller(NAME, IMPL)
