@@ -100,18 +100,18 @@ class _QuantFFN:
         flat = lambda t, stand_in: stand_in if t is None else t.reshape(-1).contiguous()  # noqa: E731
         self.in_w = flat(pairs.in_weights, x)
         self.out_w = flat(pairs.out_weights, x)
+        self.aligned = None  # grouped: expert-sorted pairs padded to BLOCK_M (moebench.impls.common.align)
+        if path == "grouped":
+            from moebench.impls.common.align import align_pairs  # imports triton
+
+            self.aligned = align_pairs(pairs.ids, pairs.num_experts, cfg["BLOCK_M"])
 
     def run(self, y: torch.Tensor) -> None:
         """h = act(x @ w1.T ...) per row, then y [P, H] (or out) = down(h) per pair."""
         spec, q, w = self.weights.spec, self.weights.quant, self.weights
-        x, rows = self.x, None
-        if self.path == "grouped":
-            from moebench.impls.common.align import align_pairs  # imports triton
-
-            self.aligned = align_pairs(self.pairs.ids, self.pairs.num_experts, self.cfg["BLOCK_M"])
+        x, rows, h_rows = self.x, None, self.num_pairs  # decode: h per pair
+        if self.aligned is not None:  # grouped: h per sorted position; fp8 quantises the rows that hold a pair
             h_rows, rows = self.aligned.max_blocks * self.cfg["BLOCK_M"], self.aligned.sorted_pairs
-        else:
-            h_rows = self.num_pairs
         shared = self.pairs.shared_w1, self.pairs.shared_w2
         h = torch.empty(h_rows, spec.intermediate, dtype=torch.float32 if self.fp8 else x.dtype, device=x.device)
         self._launch(x, q.w1, shared[0], w.b1, h, spec.intermediate, spec.hidden, True, None)
@@ -136,7 +136,7 @@ class _QuantFFN:
             bias.stride(0), dst.stride(0),
         )  # fmt: skip
         flags = dict(FIRST=first, EVEN_K=k % self.cfg["BLOCK_K"] == 0, **self.fixed)
-        if self.path == "grouped":
+        if self.aligned is not None:
             al = self.aligned
             grid = (al.max_blocks * -(-n // bn),)
             quant_grouped_kernel[grid](
