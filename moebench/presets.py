@@ -122,7 +122,9 @@ SMALL_PRESETS: tuple[str, ...] = tuple(name for name in _PRESETS if name.startsw
 
 
 def get_preset(name: str, dtype: str | torch.dtype = torch.bfloat16) -> MoESpec:
-    """The spec of a named preset in `dtype`; 'name+format' (as spec_label writes it) quantises its experts."""
+    """The spec of a named preset in `dtype`; 'name+format' (as spec_label writes it) quantises its routed experts
+    (only those: shared experts stay in `dtype`, so deepseek-v3+fp8-block128 differs from DeepSeek-V3's FP8
+    checkpoint, whose shared expert is FP8 too)."""
     base, plus, fmt = name.partition("+")
     if base not in _PRESETS:
         raise UnknownImplementationError(f"preset: unknown name {base!r}; known: {', '.join(PRESET_NAMES)}")
