@@ -69,3 +69,13 @@ def test_dequantise_up_front_parity(impl, fmt):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_triton_grouped_quantised_parity(fmt, triton_device):
     _check_parity("triton_grouped", fmt, triton_device)
+
+
+@pytest.mark.parametrize("impl", ["naive_loop", "grouped_mm"])
+def test_w8a8_leaves_the_shared_experts_input_unquantised(impl):
+    """tiny-groups' shared expert has the routed experts' size, which grouped_mm otherwise runs inside its
+    grouped GEMMs: with fp8-block128 those quantise their inputs, and the shared expert's must stay as it is."""
+    spec = moebench.get_preset("tiny-groups", "fp32").replace(quant="fp8-block128")
+    for case in (Case("T=1", 1), Case("T=9", 9)):
+        outcome = run_case(registry.get(impl), spec, case, "cpu", seed=11)
+        assert outcome.ok, (case.name, outcome.error or outcome.result.message)

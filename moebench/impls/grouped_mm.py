@@ -69,7 +69,10 @@ class _Layout:
 
 
 def shared_as_experts(spec: MoESpec) -> bool:
-    """Whether the shared experts can join the routed ones in the grouped GEMMs (same intermediate size)."""
+    """Whether the shared experts can join the routed ones in the grouped GEMMs (same intermediate size, and no
+    activation quantisation: a w8a8 format quantises the routed experts' GEMM inputs, not the shared ones')."""
+    if spec.quant is not None and spec.quant_format.act_group:
+        return False
     return spec.shared.count > 0 and spec.shared.intermediate == spec.intermediate
 
 
