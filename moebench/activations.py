@@ -49,6 +49,7 @@ def expert_ffn(
     round_h1_to: torch.dtype | None = None,
     act_group: int | None = None,
     term_scale: list[torch.Tensor] | None = None,
+    requant_slack: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """One expert on x [n, H]: act(x @ w1.T + b1) @ w2.T + b2 -> [n, H], in the operands' dtype.
     w1 [G*N, H], w2 [H, N], b1 [G*N] and b2 [H] optional.
@@ -64,6 +65,8 @@ def expert_ffn(
     term_scale: a list that receives the size of each row's terms [n] (`_term_size`): the parity gate's
     scale for rounding errors, which a cancelling sum does not have (with H = 1 one output element is one
     sum of N terms; with I = 1 one activation is one sum of H terms).
+    requant_slack (with act_group): a list that receives, per row [n], how far the output may move when an
+    implementation's activation lands on the other side of an e4m3 rounding boundary (`_requant_slack`).
     """
     rounded = (lambda t: t + (t.to(round_h1_to).to(t.dtype) - t).detach()) if round_h1_to else (lambda t: t)  # noqa: E731
     if act_group is not None:
@@ -73,6 +76,8 @@ def expert_ffn(
         h1 = rounded(h1 + b1)
     h = apply_activation(spec, h1)
     if act_group is not None:
+        if requant_slack is not None:
+            requant_slack.append(_requant_slack(spec, x.detach(), w1.detach(), h1.detach(), w2.detach(), act_group))
         h = fake_quantize_activations(h, act_group)
     y = h @ w2.t()
     y = y if b2 is None else y + b2
@@ -93,6 +98,45 @@ def _term_size(spec, x, w1, h1, h, w2, y) -> torch.Tensor:
     h2 = torch.maximum(h**2, apply_activation(spec, floored) ** 2)  # [n, N]
     down = torch.sqrt(h2 @ (w2**2).sum(0))  # [n]
     return torch.maximum(torch.linalg.vector_norm(y, dim=1), down)
+
+
+# an implementation's first-layer outputs (fp32 accumulation of K terms) may differ from the fp64 ones by
+# H1_SIGMAS * sqrt(K) * 2^-24 of the sum of their terms' magnitudes: the typical (root-sum-square) rounding
+# error of an fp32 sum, with a margin; the worst case, K * 2^-24, is not reached by random rounding errors
+H1_SIGMAS = 4.0
+
+
+def _requant_slack(spec, x, w1, h1, w2, group: int) -> torch.Tensor:
+    """[n]: the root sum of squares, over the activations an implementation may round to the neighbouring e4m3
+    code when it quantises them (w8a8: each an fp32 computation of the fp64 value), of the change that makes
+    in the output row: one code step times the scale times ||W2[:, j]||. An activation is ambiguous when its
+    distance to a rounding boundary, in code units, is within its possible error: the first layer's error
+    (H1_SIGMAS sqrt(K) 2^-24 |x| @ |W1|^T, pushed through the activation both ways) over the group's scale, plus its
+    share of the scale's own error (the group's amax moves with its element's). Near-tied routing's twin
+    (moebench.parity.ties): a correct kernel must not fail on a tie it cannot see."""
+    err1 = H1_SIGMAS * x.shape[1] ** 0.5 * 2.0**-24 * (x.abs() @ w1.abs().t())  # [n, G*N]
+    h = apply_activation(spec, h1)
+    signs = [(1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)] if spec.gated else [(1.0, 1.0), (-1.0, -1.0)]
+    half = h1.shape[-1] // 2
+    err = torch.zeros_like(h)
+    for gate_sign, up_sign in signs:
+        shift = torch.cat([gate_sign * err1[:, :half], up_sign * err1[:, half:]], 1) if spec.gated else gate_sign * err1
+        err = torch.maximum(err, (apply_activation(spec, h1 + shift) - h).abs())
+    n, cols = h.shape
+    padded = -(-cols // group) * group
+    grouped = lambda t: torch.nn.functional.pad(t, (0, padded - cols)).reshape(n, -1, group)  # noqa: E731
+    amax = grouped(h.abs()).amax(-1, keepdim=True)  # [n, groups, 1]
+    scale = (amax.float() / 448.0).double()  # as moebench.quant.fp8 computes it
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    u = grouped(h) / scale  # codes before rounding
+    scale_rel = grouped(err).amax(-1, keepdim=True) / amax.clamp_min(torch.finfo(torch.float64).tiny)
+    band = grouped(err) / scale + u.abs() * scale_rel  # how far u may be off, in code units
+    mag = u.abs().clamp_max(448.0)
+    step = torch.where(mag < 2.0**-6, torch.full_like(mag, 2.0**-9), torch.exp2(torch.floor(torch.log2(mag)) - 3))
+    frac = mag / step - torch.floor(mag / step)
+    ambiguous = (frac - 0.5).abs() * step <= band
+    moved = torch.where(ambiguous, step * scale, torch.zeros_like(step)).reshape(n, padded)[:, :cols]  # [n, N]
+    return torch.sqrt((moved**2) @ (w2**2).sum(0))
 
 
 def shared_gate_weights(x: torch.Tensor, shared_gate: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ def reference_moe(
     *,
     round_h1_to: torch.dtype | None = None,
     row_scale: torch.Tensor | None = None,
+    row_slack: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """x: [T, H] any float dtype -> [T, H] float64.
 
@@ -42,14 +43,16 @@ def reference_moe(
     checking implementations that document token dropping against the pairs they dropped.
     round_h1_to: the activations see h1 rounded to that dtype (activations.expert_ffn); the gradient
     gate's second reading of a 16-bit layer with a SwiGLU clamp.
-    row_scale: optional [T] fp64 zeros, filled as in reference_from_routing.
+    row_scale, row_slack: optional [T] fp64 zeros, filled as in reference_from_routing.
     """
     spec = weights.spec
     with torch.no_grad():
         ids = route(x, weights).ids
     logits = router_logits(x, weights.router, compute_dtype=F64, bias=weights.router_bias)
     routing = Routing(weights_at(router_scores(logits, spec), ids, spec), ids)
-    return reference_from_routing(x, weights, routing, keep=keep, round_h1_to=round_h1_to, row_scale=row_scale)
+    return reference_from_routing(
+        x, weights, routing, keep=keep, round_h1_to=round_h1_to, row_scale=row_scale, row_slack=row_slack
+    )
 
 
 def _f64(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -64,6 +67,7 @@ def reference_from_routing(
     *,
     round_h1_to: torch.dtype | None = None,
     row_scale: torch.Tensor | None = None,
+    row_slack: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The layer in fp64 for a given routing (weights [T, k] any float dtype, ids [T, k]): routed experts
     (output- or input-weighted, with their biases and activation options) plus the shared experts.
@@ -72,6 +76,10 @@ def reference_from_routing(
     row sums (each expert's weighted output row and each shared expert's, the size of a row at least
     the root sum of squares of its down projection's terms: expert_ffn's term_scale): rounding errors
     are relative to it, not to the sum, which may cancel (the parity gate's row check).
+
+    row_slack: optional [T] fp64 zeros; with a format that quantises activations (fp8-block128) it receives
+    each token's sum over its experts of |routing weight| * expert_ffn's requant_slack: how far a correct
+    implementation's row may be from this one because an activation lay on an e4m3 rounding boundary.
 
     Expert weights are upcast one expert at a time: all of them in fp64 would not fit a GPU for the large
     presets (deepseek-v3: 90 GB).
@@ -95,7 +103,8 @@ def reference_from_routing(
         else:
             tensors = (*weights.quant.expert(expert, F64), _f64(b1), _f64(b2))
         sizes = None if row_scale is None else []  # expert_ffn's term size per row
-        options = dict(round_h1_to=round_h1_to, act_group=act_group, term_scale=sizes)
+        slack = None if row_slack is None or act_group is None else []  # and its requantisation slack
+        options = dict(round_h1_to=round_h1_to, act_group=act_group, term_scale=sizes, requant_slack=slack)
         if on_input:  # Llama-4: the router weight scales the expert's input
             y = expert_ffn(spec, x64[token_idx] * w, *tensors, **options)
             factor = torch.ones_like(w)
@@ -108,6 +117,8 @@ def reference_from_routing(
         out = out.index_add(0, token_idx, y)
         if row_scale is not None:
             row_scale.index_add_(0, token_idx, sizes[0] * factor[:, 0])
+        if slack:
+            row_slack.index_add_(0, token_idx, slack[0] * factor[:, 0])
     if spec.shared.count:
         shared = (weights.shared_w1, weights.shared_w2, weights.shared_gate)
         out = out + shared_experts(spec, x64, *shared, F64, round_h1_to=round_h1_to, term_scale=row_scale)

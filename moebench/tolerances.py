@@ -18,6 +18,9 @@ and k=7, a bf16 row whose experts cancel showed 0.28 of its own norm for a corre
 3e-3 of s_t. Limits: the worst rows of correct implementations over the property test's random
 problems (README, "Parity gate") with margin; the planted wrong row, column block and dropped expert
 share (tests/planted_rows.py) show 0.82, 0.36 and 0.59.
+Formats that quantise activations (fp8-block128): a row's error may first exceed these by its requantisation
+slack, the output change of the activations lying on an e4m3 rounding boundary (moebench.activations.
+_requant_slack), which a correct fp32 implementation may round either way (tests/test_requant_ties.py).
 """
 
 from __future__ import annotations

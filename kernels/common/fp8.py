@@ -49,9 +49,11 @@ def act_quant_kernel(
     offs = group * GROUP + tl.arange(0, GROUP)
     ok = offs < K
     x = tl.load(x_ptr + row * stride_xr + offs, mask=ok, other=0.0).to(tl.float32)
-    scale = tl.max(tl.abs(x), axis=0) / E4M3_MAX
+    # IEEE divisions (div_rn: compiled `/` is an approximate division on NVIDIA GPUs), so the codes and scales
+    # are bit for bit moebench.quant.fp8's, which the reference computes with
+    scale = tl.math.div_rn(tl.max(tl.abs(x), axis=0), E4M3_MAX)
     scale = tl.where(scale > 0.0, scale, 1.0)
-    v = tl.minimum(tl.maximum(x / scale, -E4M3_MAX), E4M3_MAX)
+    v = tl.minimum(tl.maximum(tl.math.div_rn(x, scale), -E4M3_MAX), E4M3_MAX)
     if ROUND_FP8:
         v = round_e4m3_rtne(v)
     tl.store(q_ptr + row * stride_qr + offs, v.to(tl.float8e4nv), mask=ok)

@@ -9,7 +9,8 @@ The row check is what catches a few wrong rows among many: one fully wrong row i
 whole-tensor error by only ~1/sqrt(T).
 `expected` is the fp64 reference tensor, or an `Expected` that also holds the other acceptable
 rows of tokens whose routing is a near tie (moebench.parity.ties): such a row passes when it
-matches any of them.
+matches any of them; and, for formats that quantise activations, each row's requantisation slack, which
+its error may exceed the tolerance by (both checks: the whole-tensor error sums the rows' errors beyond it).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class Expected:
     # [T] fp64: the size of the terms each reference row sums (moebench.reference.reference_from_routing);
     # the row check's scale, ||ref_t|| where not given
     row_scale: torch.Tensor | None = None
+    # [T] fp64: how far a correct row may be from ref_t because activations a w8a8 format quantises lay on
+    # e4m3 rounding boundaries (moebench.activations._requant_slack); subtracted from each row's error
+    row_slack: torch.Tensor | None = None
 
     @property
     def num_ties(self) -> int:
@@ -89,7 +93,7 @@ def compare(
     flat = int(torch.argmax(diff))
     idx = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), diff.shape))
     max_abs = float(diff.max())
-    rel = _relative(float(torch.linalg.vector_norm(out64 - ref64)), _tensor_norm(ref64, expected, grad))
+    rel = _relative(_error_norm(out64, ref64, expected, grad), _tensor_norm(ref64, expected, grad))
     worst_row, row_error = None, 0.0
     if row_err is not None:
         worst_row = int(torch.argmax(row_err))
@@ -116,13 +120,23 @@ def _tensor_norm(ref64: torch.Tensor, expected: Expected, grad: bool) -> float:
     return float(torch.linalg.vector_norm(torch.maximum(rows, floor)))
 
 
+def _error_norm(out64: torch.Tensor, ref64: torch.Tensor, expected: Expected, grad: bool) -> float:
+    """||out - ref||, each row's error less its requantisation slack (not below 0) where the reference gives one."""
+    if grad or expected.row_slack is None or ref64.dim() != 2:
+        return float(torch.linalg.vector_norm(out64 - ref64))
+    rows = torch.linalg.vector_norm(out64 - ref64, dim=1)
+    return float(torch.linalg.vector_norm((rows - expected.row_slack.to(rows.device, torch.float64)).clamp_min(0)))
+
+
 def _relative(err: float, norm: float) -> float:
     return err / norm if norm > 0 else (0.0 if err == 0 else math.inf)
 
 
-def _row_errors(out: torch.Tensor, rows: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """||out_t - rows_t|| / scale_t per row (0 where they are equal)."""
+def _row_errors(out: torch.Tensor, rows: torch.Tensor, scale: torch.Tensor, slack: torch.Tensor | None) -> torch.Tensor:
+    """(||out_t - rows_t|| - slack_t)^+ / scale_t per row (0 where they are equal)."""
     err = torch.linalg.vector_norm(out - rows, dim=1)
+    if slack is not None:
+        err = (err - slack).clamp_min(0)
     return torch.where(err == 0, torch.zeros_like(err), err / scale)
 
 
@@ -133,13 +147,14 @@ def _best_rows(out64: torch.Tensor, ref64: torch.Tensor, expected: Expected) -> 
     scale = expected.row_scale
     scale = torch.linalg.vector_norm(ref64, dim=1) if scale is None else scale.to(ref64.device, torch.float64)
     scale = scale.clamp_min(floor)
-    row_err = _row_errors(out64, ref64, scale)
+    slack = None if expected.row_slack is None else expected.row_slack.to(ref64.device, torch.float64)
+    row_err = _row_errors(out64, ref64, scale, slack)
     if expected.alt_tokens is None or expected.alt_tokens.numel() == 0:
         return ref64, row_err
     tokens = expected.alt_tokens.to(ref64.device)
     alt = expected.alt_rows.to(device=ref64.device, dtype=torch.float64)
     # the other choices sum terms of about the same size (the tied experts' weights are equal)
-    alt_err = _row_errors(out64[tokens], alt, scale[tokens])
+    alt_err = _row_errors(out64[tokens], alt, scale[tokens], None if slack is None else slack[tokens])
     best = row_err.scatter_reduce(0, tokens, alt_err, reduce="amin")
     better = (alt_err < row_err[tokens]) & (alt_err == best[tokens])
     ref64 = ref64.clone()

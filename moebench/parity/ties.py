@@ -38,15 +38,16 @@ def expected_output(x: torch.Tensor, weights: MoEWeights, keep: torch.Tensor | N
     the other acceptable choices for near-tied tokens: what `moebench.parity.compare` checks against."""
     with torch.no_grad():
         scale = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
-        ref = reference_moe(x, weights, keep=keep, row_scale=scale)
+        slack = torch.zeros_like(scale) if weights.quant is not None and weights.quant.fmt.act_group else None
+        ref = reference_moe(x, weights, keep=keep, row_scale=scale, row_slack=slack)
         tokens, ids, truncated = tie_choices(x, weights)
         if tokens.numel() == 0:
-            return Expected(ref, truncated=truncated, row_scale=scale)
+            return Expected(ref, truncated=truncated, row_scale=scale, row_slack=slack)
         dropped = None
         if keep is not None:  # the expert ids of dropped pairs, else -1: [T, k]
             dropped = torch.where(keep.to(x.device), -1, route(x, weights).ids)[tokens]
         rows = _rows(x[tokens], weights, ids, dropped)
-    return Expected(ref, rows, tokens, truncated, scale)
+    return Expected(ref, rows, tokens, truncated, scale, slack)
 
 
 def near_tie_bands(x: torch.Tensor, weights: MoEWeights) -> tuple[torch.Tensor, torch.Tensor]:
