@@ -61,13 +61,25 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, e.g. "AMD EPYC" or "Intel(R) Xeon(R) ..."), else the
+    architecture Python reports."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and ":" in line:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(device: str | torch.device = "cpu") -> dict[str, str]:
     """Where and how a measurement was taken."""
     device = torch.device(device)
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = f"cpu: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+        name = f"cpu: {_cpu_model()} ({os.cpu_count()} cores)"
     return {
         "device_name": name,
         "device_type": device.type,
