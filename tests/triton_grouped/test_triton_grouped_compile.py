@@ -68,15 +68,21 @@ def test_quantised_experts_record_their_own_kernels_and_the_gate_sweeps_them(fmt
     from moebench.kernels.triton_grouped.quant_space import QUANT_KEYS, quant_default
 
     spec = get_preset(f"mixtral-8x7b+{fmt}", torch.bfloat16)
-    launches = record_launches(spec, 16)
-    names = _names(launches)
-    assert names.count("quant_grouped_kernel") == 2 and names.count("act_quant_kernel") == 2 * (fmt == "fp8-block128")
-    assert not {"grouped_gate_up_kernel", "grouped_down_kernel", "decode_gate_up_kernel"} & set(names)
-    for launch in launches:
-        if launch.kernel.__name__ == "quant_grouped_kernel":
-            assert {k: launch.kwargs[k] for k in QUANT_KEYS} == quant_default(spec, 16)
+    fp8_quant = 2 * (fmt == "fp8-block128")
+    for tokens, kernel in ((128, "quant_grouped_kernel"), (16, "quant_decode_kernel")):  # T*k = 32: decode
+        launches = record_launches(spec, tokens)
+        names = _names(launches)
+        assert names.count(kernel) == 2 and names.count("act_quant_kernel") == fp8_quant, (tokens, names)
+        assert not {"grouped_gate_up_kernel", "grouped_down_kernel", "decode_gate_up_kernel"} & set(names)
+        for launch in launches:
+            if launch.kernel.__name__ == kernel:
+                expected = quant_default(spec, tokens)
+                assert {k: launch.kwargs[k] for k in QUANT_KEYS if k in launch.kwargs} == {
+                    k: v for k, v in expected.items() if k != "GROUP_M" or kernel == "quant_grouped_kernel"
+                }
     preset = f"mixtral-8x7b+{fmt}"
     if preset in QUANT_GATE_PRESETS:
-        sites = record_sites([preset], [16])
+        sites = record_sites([preset], [16, 128])
         assert {site.impl for site in sites} == {"triton_grouped"}
         assert sum(site.kernel == "quant_grouped_kernel" for site in sites) == 2
+        assert sum(site.kernel == "quant_decode_kernel" for site in sites) == 2
