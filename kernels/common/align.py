@@ -127,6 +127,8 @@ def fill_blocks_kernel(
     start = tl.load(expert_start_ptr + expert, mask=valid, other=0)
     count = tl.load(expert_count_ptr + expert, mask=valid, other=0)
     rows = first_row[:, None] + tl.arange(0, BLOCK_M)[None, :]  # [BLOCKS, BLOCK_M]
-    is_padding = valid[:, None] & (rows - start[:, None] >= count[:, None])
+    # padding: the rows past an expert's pairs in its last block, and every row of the blocks past the valid
+    # ones (consumers that walk all max_blocks * BLOCK_M rows, e.g. fp8's activation quantisation, skip them)
+    is_padding = in_grid[:, None] & (~valid[:, None] | (rows - start[:, None] >= count[:, None]))
     sentinel = tl.zeros([BLOCKS, BLOCK_M], dtype=tl.int32) + num_pairs
     tl.store(sorted_pairs_ptr + rows, sentinel, mask=is_padding)

@@ -177,7 +177,10 @@ def test_alignment_matches_torch(num_tokens, top_k, num_experts, block_m, max_ch
     if num_experts > 4:  # leave some experts empty and crowd one
         ids = torch.where(ids % 3 == 1, torch.zeros_like(ids), ids)
         ids = torch.stack([row if len(set(row.tolist())) == top_k else torch.arange(top_k) for row in ids])
+    real_empty = torch.empty  # the workspace starts as valid pair ids (0), not as whatever memory held
+    monkeypatch.setattr(align_mod.torch, "empty", lambda *args, **kwargs: real_empty(*args, **kwargs).zero_())
     aligned = align_pairs(ids.to(triton_device), num_experts, block_m)
+    monkeypatch.undo()
     counts, blocks, order = _expected_alignment(ids, num_experts, block_m)
     num_pairs = ids.numel()
     num_blocks = int(aligned.num_blocks.item())
@@ -186,6 +189,7 @@ def test_alignment_matches_torch(num_tokens, top_k, num_experts, block_m, max_ch
     expected_expert = torch.repeat_interleave(torch.arange(num_experts), blocks)
     assert torch.equal(aligned.block_expert[:num_blocks].long().cpu(), expected_expert)
     assert bool((aligned.block_expert[num_blocks:] == -1).all())
+    assert bool((aligned.sorted_pairs[num_blocks * block_m :] == num_pairs).all()), "rows past the valid blocks"
     rows = aligned.sorted_pairs[: num_blocks * block_m].long().cpu()
     start = 0
     for expert in range(num_experts):
