@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from moebench.quant.fp8 import fake_quantize_activations
+from moebench.quant.fp8 import E4M3_MAX, fake_quantize_activations, quantize_activations
 from moebench.spec import MoESpec
 from moebench.stats import SHARED_STAT, record_stat
 from moebench.weights import MoEWeights
@@ -126,12 +126,11 @@ def _requant_slack(spec, x, w1, h1, w2, group: int) -> torch.Tensor:
     padded = -(-cols // group) * group
     grouped = lambda t: torch.nn.functional.pad(t, (0, padded - cols)).reshape(n, -1, group)  # noqa: E731
     amax = grouped(h.abs()).amax(-1, keepdim=True)  # [n, groups, 1]
-    scale = (amax.float() / 448.0).double()  # as moebench.quant.fp8 computes it
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    scale = quantize_activations(h, group)[1].double().unsqueeze(-1)  # the scales the quantisation uses
     u = grouped(h) / scale  # codes before rounding
     scale_rel = grouped(err).amax(-1, keepdim=True) / amax.clamp_min(torch.finfo(torch.float64).tiny)
     band = grouped(err) / scale + u.abs() * scale_rel  # how far u may be off, in code units
-    mag = u.abs().clamp_max(448.0)
+    mag = u.abs().clamp_max(E4M3_MAX)
     step = torch.where(mag < 2.0**-6, torch.full_like(mag, 2.0**-9), torch.exp2(torch.floor(torch.log2(mag)) - 3))
     frac = mag / step - torch.floor(mag / step)
     ambiguous = (frac - 0.5).abs() * step <= band

@@ -224,7 +224,7 @@ def _run_qmoe_bench(args: argparse.Namespace, device: str) -> int:
     keys += ["rel_l2_vs_unquantized", "rel_l2_vs_dequantized"]
     print(tabulate([[_fmt(r[k]) for k in keys] for r in rows], headers=keys))
     out = args.out or "results/cpu/qmoe-bench.csv"
-    page = Path(write_rows(out, rows)).with_suffix(".md")
+    page = write_rows(out, rows).with_suffix(".md")
     page.write_text(markdown(rows))
     print(f"\n{len(rows)} row(s); wrote {Path(out)} and {page} ({env['device_name']}, torch {env['torch']})")
     return 0

@@ -85,7 +85,7 @@ class _QuantFFN:
         from moebench.kernels.triton_grouped.quant_tiles import QUANT_FMT_CODES
 
         spec, fmt = weights.spec, get_format(weights.spec.quant)
-        self.x, self.weights, self.pairs, self.cfg, self.path = x, weights, pairs, cfg, path
+        self.x, self.weights, self.pairs, self.cfg = x, weights, pairs, cfg
         self.fp8 = fmt.kind == "fp8"
         self.act_group = fmt.act_group
         self.num_pairs = x.shape[0] * pairs.top_k
